@@ -1,0 +1,1 @@
+//! The host<->guest contract of oci2vm (see `docs/guest-contract.md`).
