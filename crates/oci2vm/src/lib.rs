@@ -13,6 +13,7 @@
 pub mod digest;
 pub mod error;
 pub mod layers;
+pub mod registry;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind};
