@@ -399,6 +399,36 @@ fn bearer_token_anonymous_and_with_credentials() {
 }
 
 #[test]
+fn identity_token_is_exchanged_with_an_oauth2_post() {
+    let f = fixture(AuthMode::BearerRefresh("rt-good".into()));
+    let reg = f.server.registry();
+    let dir = tempfile::tempdir().unwrap();
+    let authfile = dir.path().join("auth.json");
+    let with = |token: &str| {
+        let json = format!(r#"{{"auths":{{"{reg}":{{"auth":"","identitytoken":"{token}"}}}}}}"#);
+        std::fs::write(&authfile, json).unwrap();
+        let opts = RegistryOptions {
+            authfile: Some(authfile.clone()),
+            ..Default::default()
+        };
+        RegistryClient::new(opts).unwrap()
+    };
+    let e = with("rt-bad")
+        .fetch_manifest(&reg, REPO, "latest")
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let c = with("rt-good");
+    c.fetch_manifest(&reg, REPO, "latest").unwrap();
+    f.fetch_ok(&c);
+    assert!(
+        f.server
+            .requests_to("/token")
+            .iter()
+            .all(|r| r.method == "POST")
+    );
+}
+
+#[test]
 fn invalid_names_are_rejected_before_any_request() {
     let f = fixture(AuthMode::None);
     let c = client(0);

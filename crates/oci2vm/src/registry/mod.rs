@@ -394,7 +394,9 @@ fn parse_reference(r: &str) -> Result<Option<Digest>, RegistryError> {
 /// A blocking registry client. It owns a small tokio runtime; do not call it from inside an
 /// async context (block on it from a worker thread instead). Cheap to share between threads.
 pub struct RegistryClient {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until drop, which shuts it down in the background (so dropping the client
+    /// inside some other async context does not panic).
+    runtime: Option<tokio::runtime::Runtime>,
     transport: Arc<transport::Transport>,
     tls_verify: Option<bool>,
 }
@@ -422,7 +424,7 @@ impl RegistryClient {
             })?;
         let transport = transport::Transport::new(&opts)?;
         Ok(RegistryClient {
-            runtime,
+            runtime: Some(runtime),
             transport: Arc::new(transport),
             tls_verify: opts.tls_verify,
         })
@@ -440,7 +442,7 @@ impl RegistryClient {
         let target = Target::new(registry, repository, self.tls_verify)?;
         let expected = parse_reference(reference)?;
         let t = &self.transport;
-        self.runtime
+        self.runtime()
             .block_on(manifest::fetch(t, &target, reference, expected.as_ref()))
     }
 
@@ -460,7 +462,7 @@ impl RegistryClient {
             what: "creating a temp file for a blob",
             source,
         })?;
-        self.runtime.block_on(blob::download(
+        self.runtime().block_on(blob::download(
             &self.transport,
             &target,
             digest,
@@ -468,6 +470,20 @@ impl RegistryClient {
             &mut file,
         ))?;
         blob::copy_verified(&mut file, size, sink)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime is only taken in drop")
+    }
+}
+
+impl Drop for RegistryClient {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -556,6 +572,12 @@ mod tests {
         for r in ["", ".x", "-x", "a/b", "a?b", "sha256:zz", &"a".repeat(129)] {
             assert!(parse_reference(r).is_err(), "{r}");
         }
+    }
+
+    #[test]
+    fn client_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<RegistryClient>();
     }
 
     #[test]

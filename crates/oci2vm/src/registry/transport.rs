@@ -86,7 +86,13 @@ impl Transport {
                     let challenge = header_str(resp.headers().get(WWW_AUTHENTICATE));
                     if reauthenticated {
                         let message = error_message(resp).await;
-                        return Err(target.unauthorized(self.auth.has_credential(target), message));
+                        let with_credentials = self.auth.has_credential(target);
+                        let reason = if with_credentials {
+                            format!("credentials rejected: {message}")
+                        } else {
+                            message
+                        };
+                        return Err(target.unauthorized(with_credentials, reason));
                     }
                     tracing::debug!(url, challenge = challenge.as_deref(), "401, authenticating");
                     self.auth.authenticate(target, challenge.as_deref()).await?;

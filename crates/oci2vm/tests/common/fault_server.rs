@@ -52,6 +52,9 @@ pub enum AuthMode {
     /// Token auth: `/token` hands out a token (to anyone when `None`, else only with these basic
     /// credentials), which must then be sent as `Bearer`.
     Bearer(Option<(String, String)>),
+    /// Token auth where `/token` only answers an OAuth2 `POST` with this refresh token
+    /// (`grant_type=refresh_token`), as for an `identitytoken` in a docker config.
+    BearerRefresh(String),
 }
 
 /// One logged request.
@@ -191,6 +194,15 @@ fn handle(
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
+    let mut body = vec![
+        0u8;
+        headers
+            .get("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0)
+    ];
+    std::io::Read::read_exact(&mut reader, &mut body)?;
+    let body = String::from_utf8_lossy(&body).to_string();
     let mut out = conn;
     let logged = Logged {
         method: method.clone(),
@@ -205,6 +217,13 @@ fn handle(
         let ok = match &mode {
             AuthMode::Bearer(None) => true,
             AuthMode::Bearer(Some((u, p))) => authz == basic(u, p),
+            AuthMode::BearerRefresh(rt) => {
+                method == "POST"
+                    && body.split('&').any(|kv| kv == "grant_type=refresh_token")
+                    && body
+                        .split('&')
+                        .any(|kv| kv == format!("refresh_token={rt}"))
+            }
             _ => false,
         };
         return if ok {
@@ -212,7 +231,7 @@ fn handle(
                 &mut out,
                 200,
                 &[("Content-Type", "application/json")],
-                br#"{"token":"good-token"}"#,
+                br#"{"access_token":"good-token"}"#,
             )
         } else {
             error(&mut out, 401, "UNAUTHORIZED", "bad token credentials", &[])
@@ -224,8 +243,9 @@ fn handle(
             AuthMode::Basic(u, p) => {
                 (authz != basic(u, p)).then(|| r#"Basic realm="fault""#.to_string())
             }
-            AuthMode::Bearer(_) => (authz != format!("Bearer {TOKEN}"))
-                .then(|| format!(r#"Bearer realm="http://{addr}/token",service="fault-registry""#)),
+            AuthMode::Bearer(_) | AuthMode::BearerRefresh(_) => (authz
+                != format!("Bearer {TOKEN}"))
+            .then(|| format!(r#"Bearer realm="http://{addr}/token",service="fault-registry""#)),
         };
         if let Some(c) = challenge {
             return error(
