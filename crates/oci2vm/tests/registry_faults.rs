@@ -429,6 +429,54 @@ fn identity_token_is_exchanged_with_an_oauth2_post() {
 }
 
 #[test]
+fn expired_token_is_renewed_once() {
+    let f = fixture(AuthMode::Bearer(None));
+    let c = client(1);
+    c.fetch_manifest(&f.server.registry(), REPO, "latest")
+        .unwrap();
+    f.server.expire_tokens();
+    f.fetch_ok(&c);
+    assert_eq!(f.server.requests_to("/token").len(), 2);
+    let blob_reqs = f.blob_requests();
+    assert_eq!(blob_reqs.len(), 2, "401 with the old token, then success");
+    assert_eq!(blob_reqs[1].headers["authorization"], "Bearer token-1");
+}
+
+#[test]
+fn scheme_follows_loopback_and_tls_verify() {
+    let f = fixture(AuthMode::None);
+    let port = f.server.registry().rsplit_once(':').unwrap().1.to_string();
+    // localhost is loopback: plain HTTP by default
+    client(0)
+        .fetch_manifest(&format!("localhost:{port}"), REPO, "latest")
+        .unwrap();
+    // tls_verify=true forces HTTPS, which this plain-HTTP server cannot speak
+    let tls = RegistryOptions {
+        tls_verify: Some(true),
+        max_retries: 0,
+        ..Default::default()
+    };
+    let e = RegistryClient::new(tls)
+        .unwrap()
+        .fetch_manifest(&f.server.registry(), REPO, "latest");
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::Network);
+}
+
+#[test]
+fn one_client_serves_parallel_threads() {
+    let f = fixture(AuthMode::Bearer(None));
+    f.server.inject("/blobs/", Fault::ResetAfter(30_000));
+    f.server.inject("/blobs/", Fault::Status(500));
+    let c = client(3);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| f.fetch_ok(&c));
+        }
+    });
+    assert!(f.blob_requests().len() >= 6);
+}
+
+#[test]
 fn invalid_names_are_rejected_before_any_request() {
     let f = fixture(AuthMode::None);
     let c = client(0);

@@ -67,6 +67,8 @@ pub struct Logged {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Tokens are `token-<generation>`; only the current generation is accepted.
+    token_generation: u64,
     manifests: HashMap<String, (String, Vec<u8>)>,
     blobs: HashMap<String, Vec<u8>>,
     faults: VecDeque<(String, Fault)>,
@@ -81,8 +83,6 @@ pub struct FaultServer {
     auth: Arc<Mutex<AuthMode>>,
     stop: Arc<AtomicBool>,
 }
-
-const TOKEN: &str = "good-token";
 
 impl FaultServer {
     pub fn start(auth: AuthMode) -> FaultServer {
@@ -154,6 +154,11 @@ impl FaultServer {
             .collect()
     }
 
+    /// Expires every token handed out so far (as a token's lifetime running out would).
+    pub fn expire_tokens(&self) {
+        self.state.lock().unwrap().token_generation += 1;
+    }
+
     pub fn set_auth(&self, auth: AuthMode) {
         *self.auth.lock().unwrap() = auth;
     }
@@ -212,6 +217,7 @@ fn handle(
     state.lock().unwrap().log.push(logged);
     let authz = headers.get("authorization").cloned().unwrap_or_default();
     let mode = auth.lock().unwrap().clone();
+    let token = format!("token-{}", state.lock().unwrap().token_generation);
 
     if path.starts_with("/token") {
         let ok = match &mode {
@@ -231,7 +237,7 @@ fn handle(
                 &mut out,
                 200,
                 &[("Content-Type", "application/json")],
-                br#"{"access_token":"good-token"}"#,
+                format!(r#"{{"access_token":"{token}"}}"#).as_bytes(),
             )
         } else {
             error(&mut out, 401, "UNAUTHORIZED", "bad token credentials", &[])
@@ -244,7 +250,7 @@ fn handle(
                 (authz != basic(u, p)).then(|| r#"Basic realm="fault""#.to_string())
             }
             AuthMode::Bearer(_) | AuthMode::BearerRefresh(_) => (authz
-                != format!("Bearer {TOKEN}"))
+                != format!("Bearer {token}"))
             .then(|| format!(r#"Bearer realm="http://{addr}/token",service="fault-registry""#)),
         };
         if let Some(c) = challenge {
