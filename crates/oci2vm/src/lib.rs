@@ -14,6 +14,7 @@ pub mod digest;
 pub mod error;
 pub mod fs;
 pub mod layers;
+pub mod registry;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind};

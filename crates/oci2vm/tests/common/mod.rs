@@ -1,0 +1,47 @@
+//! Test support shared by the `registry_*` integration tests: the fault-injecting server, a
+//! real local registry started through `scripts/fixtures/registry.sh`, and skip-or-fail helpers
+//! (skip with a printed reason locally, fail when `CI=true`).
+#![allow(dead_code, clippy::unwrap_used)] // test support: panics are the failure reports
+
+pub mod fault_server;
+pub mod local_registry;
+
+use std::path::PathBuf;
+
+/// Whether missing tools or fixtures must fail the test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns `true` when `ok`; otherwise prints why the test is skipped (or panics under CI).
+pub fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        if in_ci() {
+            panic!("required for this test under CI=true: {what}");
+        }
+        eprintln!("SKIPPED: {what}");
+    }
+    ok
+}
+
+/// Whether `tool` is an executable in `PATH`.
+pub fn have_tool(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            let p = d.join(tool);
+            std::fs::metadata(&p).is_ok_and(|m| m.is_file())
+        })
+    })
+}
+
+/// The fixture images directory (`OCI2VM_FIXTURES`, default `/var/tmp/oci2vm-fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("OCI2VM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/oci2vm-fixtures"))
+}
+
+/// The repository root (for `scripts/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
