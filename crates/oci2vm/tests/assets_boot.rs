@@ -164,7 +164,10 @@ fn extracted_vmlinux_is_an_x86_64_elf_with_a_pvh_note() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("vmlinux");
+    let start = Instant::now();
     let info = assets::vmlinux::extract_file(&kernel(), &out).expect("extract");
+    let size = std::fs::metadata(&out).expect("stat").len();
+    eprintln!("vmlinux: {size} bytes extracted in {:.2?}", start.elapsed());
     let h = Command::new("readelf")
         .arg("-h")
         .arg(&out)
