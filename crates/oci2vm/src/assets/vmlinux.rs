@@ -117,13 +117,19 @@ impl From<VmlinuxError> for crate::Error {
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(off..off.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The compressed payload inside a bzImage.
@@ -330,13 +336,23 @@ pub fn elf_info(elf: &[u8]) -> Result<ElfInfo, VmlinuxError> {
     let mut load_segments = 0;
     let mut pvh_entry = None;
     for i in 0..phnum {
-        let ph = phoff + i * phentsize;
+        let ph = phoff
+            .checked_add(i * phentsize)
+            .ok_or(not("program headers outside the file"))?;
         let p_type = u32_at(elf, ph).ok_or(not("program headers outside the file"))?;
         match p_type {
             1 => load_segments += 1,
             4 => {
-                let off = u64_at(elf, ph + 8).ok_or(not("truncated program header"))? as usize;
-                let size = u64_at(elf, ph + 32).ok_or(not("truncated program header"))? as usize;
+                let off = u64_at(
+                    elf,
+                    ph.checked_add(8).ok_or(not("truncated program header"))?,
+                )
+                .ok_or(not("truncated program header"))? as usize;
+                let size = u64_at(
+                    elf,
+                    ph.checked_add(32).ok_or(not("truncated program header"))?,
+                )
+                .ok_or(not("truncated program header"))? as usize;
                 let notes = elf
                     .get(off..off.saturating_add(size))
                     .ok_or(not("note outside the file"))?;
@@ -361,13 +377,13 @@ fn find_pvh_note(mut notes: &[u8]) -> Option<u32> {
         let namesz = u32_at(notes, 0)? as usize;
         let descsz = u32_at(notes, 4)? as usize;
         let ntype = u32_at(notes, 8)?;
-        let name = notes.get(12..12 + namesz)?;
-        let desc_at = 12 + align4(namesz);
-        let desc = notes.get(desc_at..desc_at + descsz)?;
+        let name = notes.get(12..namesz.checked_add(12)?)?;
+        let desc_at = align4(namesz).checked_add(12)?;
+        let desc = notes.get(desc_at..desc_at.checked_add(descsz)?)?;
         if name.strip_suffix(b"\0").unwrap_or(name) == b"Xen" && ntype == XEN_ELFNOTE_PHYS32_ENTRY {
             return u32_at(desc, 0);
         }
-        notes = notes.get(desc_at + align4(descsz)..)?;
+        notes = notes.get(desc_at.checked_add(align4(descsz))?..)?;
     }
     None
 }

@@ -162,6 +162,17 @@ fn corrupt_payload_and_non_elf_output_fail() {
     let mut elf = tiny_elf();
     elf[0x12] = 183; // EM_AARCH64
     assert!(matches!(elf_info(&elf), Err(VmlinuxError::NotElf { .. })));
+    // Hostile program-header and note offsets fail cleanly.
+    let mut elf = tiny_elf();
+    elf[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(elf_info(&elf), Err(VmlinuxError::NotElf { .. })));
+    let mut elf = tiny_elf();
+    let pnote = 64 + 56;
+    elf[pnote + 8..pnote + 16].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+    assert!(matches!(elf_info(&elf), Err(VmlinuxError::NotElf { .. })));
+    let mut elf = tiny_elf();
+    elf[176..180].copy_from_slice(&u32::MAX.to_le_bytes()); // namesz of the note
+    assert_eq!(elf_info(&elf).expect("still an ELF").pvh_entry, None);
     let truncated = &gz[..gz.len() / 2];
     assert!(matches!(
         extract(&bzimage(truncated)),
