@@ -203,3 +203,25 @@ fn real_lxc_start_runs_the_exact_argv_and_env() {
         ["[a b]", "[]", "[ lead]"]
     );
 }
+
+proptest::proptest! {
+    /// Any value without newlines survives LXC's trimming and unquoting.
+    #[test]
+    fn any_value_round_trips(v in "[^\n\r\0]{0,16}") {
+        let line = format!("lxc.environment = {}", config_value("v", &v).expect("no newlines"));
+        proptest::prop_assert_eq!(parse_line(&line).map(|(_, v)| v), Some(v));
+    }
+
+    /// Any argv that init_cmd accepts splits back to itself; the rest is refused.
+    #[test]
+    fn init_cmd_is_exact_or_refused(argv in proptest::collection::vec("[^\n\r\0]{0,6}", 1..5)) {
+        match init_cmd(&argv) {
+            Some(cmd) => {
+                let line = format!("lxc.init.cmd = {}", config_value("a", &cmd).expect("no newlines"));
+                let (_, v) = parse_line(&line).expect("lxc line");
+                proptest::prop_assert_eq!(split_init_cmd(&v), argv);
+            }
+            None => proptest::prop_assert!(argv.iter().any(|a| a.is_empty() || a.contains(' '))),
+        }
+    }
+}

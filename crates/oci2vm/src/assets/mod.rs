@@ -426,6 +426,17 @@ pub(crate) mod tests {
         assert_eq!(sh_quote(""), "''");
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote("$HOME"), "'$HOME'");
+        let args = ["a b", "", "it's", "$HOME", "\\n", "*", "--x=1", "\"q\""];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for a in {}; do printf '[%s]\\n' \"$a\"; done",
+                sh_join(&args)
+            ))
+            .output()
+            .expect("run sh");
+        let want: String = args.iter().map(|a| format!("[{a}]\n")).collect();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     }
 
     #[test]

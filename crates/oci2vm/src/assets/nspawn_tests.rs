@@ -178,3 +178,12 @@ fn real_systemd_nspawn_runs_the_exact_argv() {
         assert_eq!(got, want, "{how}");
     }
 }
+
+proptest::proptest! {
+    /// Any list of words without newlines survives quoting and systemd's splitting.
+    #[test]
+    fn any_words_round_trip(ws in proptest::collection::vec("[^\n\r\0]{0,12}", 0..6)) {
+        let line = words("w", &ws).expect("no newlines");
+        proptest::prop_assert_eq!(split_words(&line).expect("valid syntax"), ws);
+    }
+}
