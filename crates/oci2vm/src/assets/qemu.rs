@@ -14,8 +14,9 @@
 //! kernel finds microvm's virtio-mmio devices only through ACPI (`acpi=on`; it lacks
 //! `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`), and microvm has no HPET or PM timer, so TSC
 //! calibration can hang under TCG unless the command line carries `tsc_early_khz=`. KVM is
-//! probed by starting QEMU with `-M none -accel kvm` once, because /dev/kvm may exist and still
-//! be unusable (nested setups).
+//! probed by starting a vCPU once (`-M microvm -accel kvm -cpu host`, then `quit`): on this
+//! project's machines /dev/kvm opens and `-M none -accel kvm` succeeds, but QEMU aborts when it
+//! sets up a vCPU (nested virtualisation, "failed to set MSR 0x10a").
 //!
 //! Environment: `QEMU` (binary), `ACCEL` (`kvm`/`tcg`, skips the probe), `TSC_KHZ`.
 
@@ -65,9 +66,10 @@ if [ "${{1:-}}" = --machine ]; then
 fi
 if [ -z "${{ACCEL:-}}" ]; then
   ACCEL=tcg
-  # /dev/kvm can exist and still fail (nested virtualisation): ask QEMU itself.
-  if [ -w /dev/kvm ] && echo quit | "$QEMU" -M none -accel kvm -display none -nodefaults \
-      -monitor stdio >/dev/null 2>&1; then
+  # /dev/kvm can open and still fail when the vCPU is set up (nested virtualisation: QEMU
+  # aborts on MSR writes), so the probe creates a vCPU; -M none would not.
+  if [ -w /dev/kvm ] && echo quit | "$QEMU" -M microvm -accel kvm -cpu host -m 16 \
+      -display none -nodefaults -monitor stdio >/dev/null 2>&1; then
     ACCEL=kvm
   fi
 fi
