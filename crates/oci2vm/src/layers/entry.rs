@@ -166,10 +166,7 @@ mod tests {
             &l,
         )
         .unwrap();
-        assert_eq!(
-            ok.body,
-            Body::Link(normalize(b"etc/passwd", 255, 4096).unwrap())
-        );
+        assert!(matches!(ok.body, Body::Link(ref t) if t.bytes == b"etc/passwd"));
         assert!(matches!(
             prepare(
                 entry(EntryKind::Link, "b", "../../etc/passwd"),
