@@ -248,15 +248,26 @@ pub struct Built {
     pub _dir: tempfile::TempDir,
 }
 
-pub fn build_with(layers: Vec<LayerInput<Box<dyn Read + Send>>>, opts: &ApplyOptions) -> Result<Built, LayerError> {
+pub fn build_with(
+    layers: Vec<LayerInput<Box<dyn Read + Send>>>,
+    opts: &ApplyOptions,
+) -> Result<Built, LayerError> {
     let dir = tempfile::tempdir().unwrap();
     let (tree, spool, report) = build_tree(layers, opts, dir.path())?;
-    Ok(Built { tree, spool, report, _dir: dir })
+    Ok(Built {
+        tree,
+        spool,
+        report,
+        _dir: dir,
+    })
 }
 
 /// Builds plain-tar layers.
 pub fn build(layers: Vec<Vec<u8>>) -> Result<Built, LayerError> {
-    build_with(layers.into_iter().map(|l| input(l, TAR)).collect(), &ApplyOptions::default())
+    build_with(
+        layers.into_iter().map(|l| input(l, TAR)).collect(),
+        &ApplyOptions::default(),
+    )
 }
 
 pub fn content(b: &Built, path: &str) -> Option<Vec<u8>> {
@@ -316,12 +327,24 @@ pub fn listing(tree: &Tree, spool: &Spool) -> BTreeMap<String, String> {
             .xattrs
             .iter()
             .filter(|(k, _)| k.starts_with(b"user."))
-            .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(k),
+                    String::from_utf8_lossy(v)
+                )
+            })
             .collect();
         if !xs.is_empty() {
             extra.push_str(&format!(" xattrs={}", xs.join(",")));
         }
-        let line = format!("{path} {} {:04o} {}:{} {extra}", ino.kind.letter(), ino.mode, ino.uid, ino.gid);
+        let line = format!(
+            "{path} {} {:04o} {}:{} {extra}",
+            ino.kind.letter(),
+            ino.mode,
+            ino.uid,
+            ino.gid
+        );
         out.insert(path, line);
     }
     out
@@ -349,7 +372,13 @@ fn path_of_line(line: &str) -> String {
     // "/p a t h T MODE U:G ..." -> find " T 0NNN " pattern from the left
     let bytes = line.as_bytes();
     for i in 0..bytes.len() {
-        if bytes[i] == b' ' && i + 8 <= bytes.len() && bytes[i + 2] == b' ' && b"fdlcbps".contains(&bytes[i + 1]) && bytes[i + 3..i + 7].iter().all(u8::is_ascii_digit) && bytes[i + 7] == b' ' {
+        if bytes[i] == b' '
+            && i + 8 <= bytes.len()
+            && bytes[i + 2] == b' '
+            && b"fdlcbps".contains(&bytes[i + 1])
+            && bytes[i + 3..i + 7].iter().all(u8::is_ascii_digit)
+            && bytes[i + 7] == b' '
+        {
             return line[..i].to_string();
         }
     }
@@ -359,7 +388,9 @@ fn path_of_line(line: &str) -> String {
 /// Fixture root (env OCI2VM_FIXTURES); `None` (with a printed reason) when absent; panics
 /// under CI=true.
 pub fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(std::env::var("OCI2VM_FIXTURES").unwrap_or_else(|_| "/var/tmp/oci2vm-fixtures".into()));
+    let p = PathBuf::from(
+        std::env::var("OCI2VM_FIXTURES").unwrap_or_else(|_| "/var/tmp/oci2vm-fixtures".into()),
+    );
     if p.join("oci").is_dir() {
         return Some(p);
     }
@@ -396,7 +427,8 @@ pub fn layout_layers(dir: &Path, tag: &str) -> Vec<LayerInput<Box<dyn Read + Sen
         let dg = Digest::parse(d).unwrap();
         serde_json::from_slice(&std::fs::read(dir.join(dg.layout_path())).unwrap()).unwrap()
     };
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     let manifests = index["manifests"].as_array().unwrap();
     let desc = manifests
         .iter()
@@ -418,7 +450,8 @@ pub fn layout_layers(dir: &Path, tag: &str) -> Vec<LayerInput<Box<dyn Read + Sen
                 digest,
                 diff_id: Some(Digest::parse(d.as_str().unwrap()).unwrap()),
                 media_type: l["mediaType"].as_str().unwrap().to_string(),
-                reader: Box::new(std::io::BufReader::with_capacity(1 << 20, file)) as Box<dyn Read + Send>,
+                reader: Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+                    as Box<dyn Read + Send>,
                 verify_digest: true,
             }
         })

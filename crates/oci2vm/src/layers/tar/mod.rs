@@ -246,6 +246,20 @@ impl<R: Read> TarReader<R> {
         Ok(())
     }
 
+    /// Skips padding; `Ok(false)` when the stream ends inside it.
+    fn skip_padding(&mut self, mut n: u64) -> Result<bool, TarError> {
+        let mut buf = [0u8; BLOCK];
+        while n > 0 {
+            match self.inner.read(&mut buf[..n as usize]) {
+                Ok(0) => return Ok(false),
+                Ok(k) => n -= k as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.err(TarErrorKind::Io(e), None)),
+            }
+        }
+        Ok(true)
+    }
+
     fn read_special(&mut self, size: u64) -> Result<Vec<u8>, TarError> {
         if size > self.special_limit {
             return Err(self.err(
@@ -276,13 +290,23 @@ impl<R: Read> TarReader<R> {
         if self.done {
             return Ok(None);
         }
-        let rest = self.remaining + self.padding;
+        let (data, padding) = (self.remaining, self.padding);
         self.remaining = 0;
         self.padding = 0;
-        self.skip(rest).map_err(|mut e| {
+        self.skip(data).map_err(|mut e| {
             e.index = self.index.saturating_sub(1);
             e
         })?;
+        // The data is complete; a stream that ends inside the padding after it is a clean
+        // boundary with the end marker missing (umoci 0.4.7 layers end like this).
+        if !self.skip_padding(padding)? {
+            self.warnings.push(format!(
+                "archive ends after {} entries without padding or end-of-archive marker",
+                self.index
+            ));
+            self.done = true;
+            return Ok(None);
+        }
         let mut pax: Option<pax::Pax> = None;
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
