@@ -345,7 +345,7 @@ pub fn listing(tree: &Tree, spool: &Spool) -> BTreeMap<String, String> {
             ino.uid,
             ino.gid
         );
-        out.insert(path, line);
+        out.insert(path, line.trim_end().to_string());
     }
     out
 }
@@ -358,7 +358,8 @@ fn sha2_hex(spool: &Spool, c: &oci2vm::layers::spool::ContentRef) -> String {
 
 /// Reads an oracle listing file into the same map (last field may be empty).
 pub fn read_listing(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap();
+    let raw = std::fs::read(path).unwrap();
+    let text = String::from_utf8_lossy(&raw);
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
         // the path may contain spaces: the type letter field follows the path
@@ -468,4 +469,27 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Asserts two listings are equal, printing only the differences.
+pub fn assert_same(ours: &BTreeMap<String, String>, theirs: &BTreeMap<String, String>, ctx: &str) {
+    let mut diffs = Vec::new();
+    for (k, v) in theirs {
+        match ours.get(k) {
+            Some(o) if o == v => {}
+            Some(o) => diffs.push(format!("  expected: {v}\n  ours:     {o}")),
+            None => diffs.push(format!("  missing in ours: {v}")),
+        }
+    }
+    for (k, o) in ours {
+        if !theirs.contains_key(k) {
+            diffs.push(format!("  extra in ours: {o}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{ctx}: {} differences:\n{}",
+        diffs.len(),
+        diffs[..diffs.len().min(30)].join("\n")
+    );
 }
