@@ -664,7 +664,7 @@ fn t64_sizes() {
 fn t65_t66_long_and_non_utf8_names() {
     let long = format!("{}/{}", "d".repeat(120), "f".repeat(90));
     let mut h = Hdr::new(b'0', &long[121..]);
-    h.prefix = long[..120].as_bytes().to_vec();
+    h.prefix = long.as_bytes()[..120].to_vec();
     let gnu = format!("g/{}", "x".repeat(200));
     let pax = format!("p/{}", "y".repeat(250));
     let latin1: &[u8] = b"caf\xe9";

@@ -68,6 +68,9 @@ pub struct Report {
     pub layers: Vec<LayerReport>,
 }
 
+/// A layer input over a boxed blob reader.
+pub type BlobInput = LayerInput<Box<dyn Read + Send>>;
+
 struct Parsed {
     entries: Vec<LayerEntry>,
     segment: File,
@@ -96,8 +99,7 @@ pub fn build_tree(
 ) -> Result<(Tree, Spool, Report), LayerError> {
     let n = layers.len();
     let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
-    let queue: Mutex<Vec<Option<LayerInput<Box<dyn Read + Send>>>>> =
-        Mutex::new(layers.into_iter().map(Some).collect());
+    let queue: Mutex<Vec<Option<BlobInput>>> = Mutex::new(layers.into_iter().map(Some).collect());
     let next = AtomicUsize::new(0);
     let shared = Shared {
         opts,

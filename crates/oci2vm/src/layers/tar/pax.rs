@@ -36,8 +36,11 @@ pub struct Pax {
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// One record: `(key, value)`.
+pub type Record<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits a body into `(key, value)` records.
-pub fn records(body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, TarErrorKind> {
+pub fn records(body: &[u8]) -> Result<Vec<Record<'_>>, TarErrorKind> {
     let mut out = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
