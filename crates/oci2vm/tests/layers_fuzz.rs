@@ -17,13 +17,22 @@ fn seed_layers() -> Vec<Vec<u8>> {
             .hardlink("a/h", "a/f")
             .symlink("s", "a")
             .file("s/g", "via link")
-            .pax(&[("path", b"p/long-name"), ("mtime", b"1.5"), ("SCHILY.xattr.user.x", b"1")])
+            .pax(&[
+                ("path", b"p/long-name"),
+                ("mtime", b"1.5"),
+                ("SCHILY.xattr.user.x", b"1"),
+            ])
             .file("x", "pax")
             .gnu_long(b'L', b"gnu/long")
             .entry(Hdr::new(b'0', "y").gnu(), b"gnu")
             .dev("dev/null", b'3', 1, 3)
             .end(),
-        TarB::new().file("a/.wh.f", "").file("p/.wh..wh..opq", "").file("new", "n").dir("s").end(),
+        TarB::new()
+            .file("a/.wh.f", "")
+            .file("p/.wh..wh..opq", "")
+            .file("new", "n")
+            .dir("s")
+            .end(),
     ]
 }
 
@@ -33,7 +42,10 @@ fn check(layers: Vec<Vec<u8>>) {
     let mut out = Vec::new();
     fs::tar::write(&b.tree, &b.spool, &mut out).unwrap();
     let again = build(vec![out]).unwrap();
-    assert_eq!(listing(&again.tree, &again.spool), listing(&b.tree, &b.spool));
+    assert_eq!(
+        listing(&again.tree, &again.spool),
+        listing(&b.tree, &b.spool)
+    );
 }
 
 proptest! {

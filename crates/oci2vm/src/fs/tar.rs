@@ -14,7 +14,8 @@
 //! uname/gname are empty; directories end in `/`; names never start with `/` or hold `..`.
 
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Read, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{FsError, lossy, parent_of};
@@ -38,8 +39,20 @@ pub struct TarStats {
 
 /// Writes the tree as a tar stream to `out`.
 pub fn write(tree: &Tree, spool: &Spool, out: &mut dyn Write) -> Result<TarStats, FsError> {
+    write_inner(tree, spool, out, None)
+}
+
+/// `direct`: the file `out` buffers into; file contents are then copied spool -> output in
+/// the kernel (`copy_file_range`) after flushing `out`.
+fn write_inner(
+    tree: &Tree,
+    spool: &Spool,
+    out: &mut dyn Write,
+    direct: Option<&File>,
+) -> Result<TarStats, FsError> {
     let mut w = Writer {
         out,
+        direct,
         stats: TarStats::default(),
         buf: vec![0u8; 256 << 10],
     };
@@ -92,7 +105,7 @@ pub fn write_to(tree: &Tree, spool: &Spool, path: &Path) -> Result<TarStats, FsE
         .tempfile_in(parent_of(path))
         .map_err(werr)?;
     let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file());
-    let stats = write(tree, spool, &mut out).map_err(|e| match e {
+    let stats = write_inner(tree, spool, &mut out, Some(tmp.as_file())).map_err(|e| match e {
         FsError::Write { source, .. } => werr(source),
         other => other,
     })?;
@@ -103,6 +116,7 @@ pub fn write_to(tree: &Tree, spool: &Spool, path: &Path) -> Result<TarStats, FsE
 
 struct Writer<'a> {
     out: &'a mut dyn Write,
+    direct: Option<&'a File>,
     stats: TarStats,
     buf: Vec<u8>,
 }
@@ -305,18 +319,32 @@ impl Writer<'_> {
         self.out.write_all(&header(&f, prefix))?;
         self.stats.entries += 1;
         if let (None, InodeKind::File { content }) = (&hardlink, &ino.kind) {
-            let mut r = spool.reader(content);
             let mut left = content.len;
+            if let (Some(dst), Some((src, mut off))) = (self.direct, spool.file_range(content))
+                && left > 0
+            {
+                self.out.flush()?;
+                while left > 0 {
+                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+                    match rustix::fs::copy_file_range(src, Some(&mut off), dst, None, want) {
+                        Ok(0) | Err(_) => break, // fall back to read/write for the rest
+                        Ok(n) => left -= n as u64,
+                    }
+                }
+            }
             while left > 0 {
                 let want = usize::try_from(left)
                     .unwrap_or(usize::MAX)
                     .min(self.buf.len());
-                let n = r.read(&mut self.buf[..want]).map_err(|source| {
-                    WErr::Fs(FsError::Spool {
-                        entry: lossy(&tree.path(node)),
-                        source,
-                    })
-                })?;
+                let pos = content.len - left;
+                let n = spool
+                    .read_at(content, pos, &mut self.buf[..want])
+                    .map_err(|source| {
+                        WErr::Fs(FsError::Spool {
+                            entry: lossy(&tree.path(node)),
+                            source,
+                        })
+                    })?;
                 if n == 0 {
                     let source =
                         io::Error::new(io::ErrorKind::UnexpectedEof, "spool content truncated");
