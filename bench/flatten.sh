@@ -26,21 +26,23 @@ mapfile -t BLOBS < <(jq -r '.layers[].digest' "$L/blobs/sha256/${mdig#sha256:}" 
 BYTES=0
 for b in "${BLOBS[@]}"; do BYTES=$((BYTES + $(gzip -dc "$b" | wc -c))); done
 COMP=$(cat "${BLOBS[@]}" | wc -c)
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (wall times are only meaningful on an idle machine)"
 echo "image $NAME: ${#BLOBS[@]} layer(s), $COMP compressed, $BYTES uncompressed bytes; $(nproc) cpus; best of $RUNS"
 
 # run LABEL CMD...: best wall time and the peak RSS of that run
 run() {
   local label=$1; shift
-  local best="" rss=""
+  local best="" rss="" cpu=""
   for _ in $(seq "$RUNS"); do
     rm -rf "$W/out" "$W/out.tar" "$W/unpack"
     /usr/bin/time -v -o "$W/time.txt" "$@" >/dev/null 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
     local wall r
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$W/time.txt")
     r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$W/time.txt")
-    if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$r; fi
+    c=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$W/time.txt")
+    if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$r; cpu=$c; fi
   done
-  printf '%-34s %7.3f s %8.1f MB/s %7.1f MiB peak RSS\n' "$label" "$best" \
+  printf '%-34s %7.3f s wall %7.3f s cpu %8.1f MB/s %7.1f MiB peak RSS\n' "$label" "$best" "$cpu" \
     "$(awk "BEGIN{print $BYTES/1e6/($best>0?$best:0.001)}")" "$(awk "BEGIN{print $rss/1024}")"
   eval "T_${label//[^a-zA-Z0-9]/_}=$best"
 }
