@@ -36,6 +36,20 @@ pub struct ApplyOptions {
     pub source_date_epoch: Option<i64>,
 }
 
+impl ApplyOptions {
+    /// Default limits, `source_date_epoch` from the `SOURCE_DATE_EPOCH` environment variable
+    /// (ignored unless it is a decimal integer).
+    pub fn from_env() -> Self {
+        let source_date_epoch = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        ApplyOptions {
+            limits: Limits::default(),
+            source_date_epoch,
+        }
+    }
+}
+
 /// Counters and warnings of one layer's application.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyStats {
@@ -396,5 +410,62 @@ impl<'a> Applier<'a> {
             });
         }
         Ok(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::path::normalize;
+    use crate::layers::spool::ContentRef;
+
+    fn e(path: &str, body: Body) -> LayerEntry {
+        LayerEntry {
+            index: 0,
+            raw_path: path.into(),
+            path: normalize(path.as_bytes(), 255, 4096).unwrap(),
+            body,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: Timestamp::default(),
+            xattrs: Default::default(),
+        }
+    }
+
+    #[test]
+    fn touched_layers_propagate_and_opaque_keeps_own_layer() {
+        let opts = ApplyOptions::default();
+        let mut tree = Tree::new(0o755, 0, 0, Timestamp::default());
+        let mut a = Applier::new(&mut tree, &opts, 0);
+        a.apply(&e("d/old", Body::File(ContentRef::EMPTY))).unwrap();
+        let mut b = Applier::new(&mut tree, &opts, 1);
+        b.apply(&e("d/sub/new", Body::File(ContentRef::EMPTY)))
+            .unwrap();
+        b.apply(&e("d/.wh..wh..opq", Body::File(ContentRef::EMPTY)))
+            .unwrap();
+        assert_eq!(b.stats.whiteouts, 1);
+        let d = tree.lookup(tree.root(), b"d").unwrap();
+        assert_eq!(tree.node(d).touched_layer, 0);
+        assert_eq!(tree.node(d).desc_touched_layer, 1);
+        assert_eq!(tree.node(tree.root()).desc_touched_layer, 1);
+        assert!(tree.lookup(d, b"old").is_none());
+        assert!(tree.lookup(d, b"sub").is_some());
+    }
+
+    #[test]
+    fn not_a_directory_and_root_errors() {
+        let opts = ApplyOptions::default();
+        let mut tree = Tree::new(0o755, 0, 0, Timestamp::default());
+        let mut a = Applier::new(&mut tree, &opts, 0);
+        a.apply(&e("f", Body::File(ContentRef::EMPTY))).unwrap();
+        assert!(matches!(
+            a.apply(&e("f/x", Body::Dir)),
+            Err(EntryError::NotADirectory { .. })
+        ));
+        assert!(matches!(
+            a.apply(&e("./", Body::Fifo)),
+            Err(EntryError::RootNotDir)
+        ));
     }
 }

@@ -278,6 +278,9 @@ fn parse_layer(
             entries.push(prepare(e, content, limits).map_err(entry_err)?);
         }
         warnings.extend(tar.warnings().iter().map(|w| format!("layer {layer}: {w}")));
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let mut budget = tar.into_inner();
         io::copy(&mut budget, &mut io::sink()).map_err(|e| map_io(&layer, e))?;
         let chunks = budget.into_inner();
@@ -331,10 +334,8 @@ fn map_io(layer: &Digest, e: io::Error) -> LayerError {
                 source: inner.map_or_else(|| io::Error::other("decoder failed"), |b| b.0),
             }
         }
-        None => LayerError::Decompress {
-            layer: layer.clone(),
-            source: e,
-        },
+        // not from the chunk stream (decoder errors are wrapped): writing the spool failed
+        None => LayerError::Spool(e),
     }
 }
 

@@ -195,11 +195,6 @@ pub enum LayerError {
 impl Classify for LayerError {
     fn kind(&self) -> ErrorKind {
         match self {
-            LayerError::Tar { source, .. }
-                if matches!(source.kind, super::tar::TarErrorKind::Io(_)) =>
-            {
-                ErrorKind::InvalidImage
-            }
             LayerError::Tar { .. } | LayerError::Entry { .. } | LayerError::TooLarge { .. } => {
                 ErrorKind::InvalidImage
             }

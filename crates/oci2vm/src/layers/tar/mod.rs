@@ -478,3 +478,91 @@ impl<R: Read> TarReader<R> {
 fn pad(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal ustar header with a correct checksum.
+    fn hdr(name: &str, typeflag: u8, size: u64) -> [u8; BLOCK] {
+        let mut b = [0u8; BLOCK];
+        b[..name.len()].copy_from_slice(name.as_bytes());
+        b[100..108].copy_from_slice(b"0000644\0");
+        b[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        b[136..148].copy_from_slice(b"00000000001\0");
+        b[156] = typeflag;
+        b[257..263].copy_from_slice(b"ustar\0");
+        b[263..265].copy_from_slice(b"00");
+        b[148..156].copy_from_slice(b"        ");
+        let s: u32 = b.iter().map(|&x| u32::from(x)).sum();
+        b[148..156].copy_from_slice(format!("{s:06o}\0 ").as_bytes());
+        b
+    }
+
+    fn archive(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn reads_entries_data_and_skips_unread_data() {
+        let mut data = b"hello".to_vec();
+        data.resize(BLOCK, 0);
+        let a = archive(&[
+            &hdr("a", b'0', 5),
+            &data,
+            &hdr("b", b'0', 5),
+            &data,
+            &[0u8; 1024],
+            b"junk",
+        ]);
+        let mut r = TarReader::new(&a[..], 1 << 20);
+        let e = r.next_entry().unwrap().unwrap();
+        assert_eq!(
+            (e.path.as_slice(), e.size, e.kind),
+            (&b"a"[..], 5, EntryKind::File)
+        );
+        let mut out = Vec::new();
+        assert_eq!(r.copy_data(&mut out, &mut [0u8; 3]).unwrap(), 5);
+        assert_eq!(out, b"hello");
+        let e = r.next_entry().unwrap().unwrap(); // data of b never read: skipped
+        assert_eq!(e.index, 1);
+        assert!(r.next_entry().unwrap().is_none());
+        let mut rest = Vec::new();
+        r.into_inner().read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"junk");
+    }
+
+    #[test]
+    fn pax_applies_to_the_next_entry_only() {
+        let rec = b"11 path=pp\n";
+        let mut body = rec.to_vec();
+        body.resize(BLOCK, 0);
+        let a = archive(&[
+            &hdr("x", b'x', rec.len() as u64),
+            &body,
+            &hdr("a", b'5', 0),
+            &hdr("b", b'5', 0),
+            &[0; 1024],
+        ]);
+        let mut r = TarReader::new(&a[..], 1 << 20);
+        assert_eq!(r.next_entry().unwrap().unwrap().path, b"pp");
+        assert_eq!(r.next_entry().unwrap().unwrap().path, b"b");
+    }
+
+    #[test]
+    fn errors_carry_the_entry_index() {
+        let a = archive(&[&hdr("a", b'5', 0), &hdr("s", b'2', 7), &[0; 1024]]);
+        let mut r = TarReader::new(&a[..], 1 << 20);
+        r.next_entry().unwrap();
+        let e = r.next_entry().unwrap_err();
+        assert_eq!(e.index, 1);
+        assert_eq!(e.path.as_deref(), Some("s"));
+        assert!(matches!(
+            e.kind,
+            TarErrorKind::SizeOnHeaderOnly { size: 7, .. }
+        ));
+        let a = archive(&[&[0u8; BLOCK], &hdr("a", b'5', 0)]);
+        let e = TarReader::new(&a[..], 1 << 20).next_entry().unwrap_err();
+        assert!(matches!(e.kind, TarErrorKind::BrokenEndMarker));
+    }
+}
