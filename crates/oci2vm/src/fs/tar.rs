@@ -25,6 +25,7 @@ use crate::layers::tree::{InodeId, InodeKind, Timestamp, Tree};
 const BLOCK: usize = 512;
 const MAX_OCTAL_7: u64 = 0o7_777_777;
 const MAX_OCTAL_11: u64 = 0o77_777_777_777;
+const DIRECT_COPY_MIN: u64 = 64 << 10;
 
 /// Counts of what was written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -320,8 +321,10 @@ impl Writer<'_> {
         self.stats.entries += 1;
         if let (None, InodeKind::File { content }) = (&hardlink, &ino.kind) {
             let mut left = content.len;
+            // Small files go through the buffer (no flush, one pread); big ones are copied in
+            // the kernel.
             if let (Some(dst), Some((src, mut off))) = (self.direct, spool.file_range(content))
-                && left > 0
+                && left >= DIRECT_COPY_MIN
             {
                 self.out.flush()?;
                 while left > 0 {
