@@ -98,3 +98,40 @@ fn edge_umoci_missing_eof_accepted_with_warning() {
         "{warned:?}"
     );
 }
+
+#[test]
+fn live_umoci_raw_unpack_equals_our_tree() {
+    let Some(fx) = fixtures() else { return };
+    if !tool("umoci") || !tool("python3") {
+        return;
+    }
+    if !is_root() {
+        skip("umoci raw unpack needs root for ownership and devices");
+        return;
+    }
+    for name in ["edge", "edge-umoci"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rootfs");
+        let image = format!("{}:latest", fx.join("oci").join(name).display());
+        let st = std::process::Command::new("umoci")
+            .args(["raw", "unpack", "--image", &image])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let b = build_with(
+            layout_layers(&fx.join("oci").join(name), "latest"),
+            &ApplyOptions::default(),
+        )
+        .unwrap();
+        assert_same(
+            &listing(&b.tree, &b.spool),
+            &host_listing(&out),
+            &format!("{name} vs live umoci"),
+        );
+    }
+}
