@@ -703,3 +703,17 @@ fn errors_from_the_lowest_failing_layer_are_reported() {
         assert!(chain(&e).contains(&d1));
     }
 }
+
+#[test]
+fn layer_count_limit() {
+    let mut opts = ApplyOptions::default();
+    opts.limits.layers = 2;
+    let l = TarB::new().end();
+    let e = build_with(
+        vec![input(l.clone(), TAR), input(l.clone(), TAR), input(l, TAR)],
+        &opts,
+    )
+    .err()
+    .unwrap();
+    assert!(chain(&e).contains("3 layers exceed the limit of 2"));
+}

@@ -98,6 +98,12 @@ pub fn build_tree(
     spool_dir: &Path,
 ) -> Result<(Tree, Spool, Report), LayerError> {
     let n = layers.len();
+    if n > opts.limits.layers {
+        return Err(LayerError::TooManyLayers {
+            count: n,
+            limit: opts.limits.layers,
+        });
+    }
     let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
     let queue: Mutex<Vec<Option<BlobInput>>> = Mutex::new(layers.into_iter().map(Some).collect());
     let next = AtomicUsize::new(0);

@@ -187,6 +187,14 @@ pub enum LayerError {
     /// Spool (scratch file) or output I/O failed.
     #[error("spool i/o failed")]
     Spool(#[source] io::Error),
+    /// More layers than the limit.
+    #[error("{count} layers exceed the limit of {limit}")]
+    TooManyLayers {
+        /// How many.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A worker thread panicked (a bug).
     #[error("layer worker thread panicked")]
     Panicked,
@@ -195,9 +203,10 @@ pub enum LayerError {
 impl Classify for LayerError {
     fn kind(&self) -> ErrorKind {
         match self {
-            LayerError::Tar { .. } | LayerError::Entry { .. } | LayerError::TooLarge { .. } => {
-                ErrorKind::InvalidImage
-            }
+            LayerError::Tar { .. }
+            | LayerError::Entry { .. }
+            | LayerError::TooLarge { .. }
+            | LayerError::TooManyLayers { .. } => ErrorKind::InvalidImage,
             LayerError::Decompress { .. } => ErrorKind::InvalidImage,
             LayerError::MediaType { .. } | LayerError::Compression { .. } => ErrorKind::Unsupported,
             LayerError::BlobDigest { .. } | LayerError::DiffId { .. } => ErrorKind::DigestMismatch,

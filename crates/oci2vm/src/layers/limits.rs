@@ -31,6 +31,8 @@ pub struct Limits {
     pub links_per_inode: u32,
     /// Largest zstd window, as a power of two.
     pub zstd_window_log_max: u32,
+    /// Layers per image.
+    pub layers: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +50,7 @@ impl Default for Limits {
             xattr_value: 64 << 10,
             links_per_inode: 65_000,
             zstd_window_log_max: 27,
+            layers: 1024,
         }
     }
 }
