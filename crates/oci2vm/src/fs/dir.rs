@@ -10,7 +10,7 @@
 //! ```text
 //! walk (pre-order)   dirs: mkdirat 0700, descend         files: O_CREAT|O_EXCL 0600, data
 //!                    symlinks/devices/fifos: *at calls    later hard-link names: linkat
-//! on leaving a dir   fchown, fchmod, xattrs, futimens (children first, so mtimes stick)
+//! after the walk     directories deepest first: fchown, fchmod, xattrs, futimens
 //! ```
 //!
 //! Rootless: what needs privileges (ownership, device nodes, `trusted.*` xattrs) is counted
@@ -117,19 +117,31 @@ pub fn write_to(tree: &Tree, spool: &Spool, out: &Path) -> Result<DirReport, FsE
         first: HashMap::new(),
     };
     let mut stack: Vec<(NodeId, OwnedFd)> = Vec::new();
+    let mut dirs: Vec<NodeId> = Vec::new();
     for node in tree.walk() {
         let parent = tree.node(node).parent;
         while stack.last().is_some_and(|(n, _)| *n != parent) {
-            let (n, fd) = stack.pop().expect("checked non-empty");
-            u.finish_dir(n, &fd);
+            stack.pop();
         }
         let dir_fd = stack.last().map_or(root_fd.as_fd(), |(_, fd)| fd.as_fd());
         if let Some(fd) = u.create(node, dir_fd, &root_fd)? {
             stack.push((node, fd));
+            dirs.push(node);
         }
     }
-    while let Some((n, fd)) = stack.pop() {
-        u.finish_dir(n, &fd);
+    drop(stack);
+    // Directory metadata last, deepest first: every link and child exists by then (mtimes
+    // stick), and a read-only or 0000 directory never blocks a later entry.
+    for &d in dirs.iter().rev() {
+        let fd = rfs::openat2(
+            &root_fd,
+            name_of(&tree.path(d)),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(|e| u.cerr(d, e))?;
+        u.finish_dir(d, &fd);
     }
     u.finish_dir(tree.root(), &root_fd);
     drop(root_fd);
