@@ -152,6 +152,15 @@ impl Spool {
         }
     }
 
+    /// The backing file and absolute byte offset of `content` when it lives in a file segment
+    /// (lets writers copy it in the kernel, e.g. with `copy_file_range`).
+    pub fn file_range(&self, content: &ContentRef) -> Option<(&File, u64)> {
+        match self.segments.get(content.segment as usize)? {
+            Segment::File { file, .. } => Some((file, content.offset)),
+            Segment::Memory(_) => None,
+        }
+    }
+
     /// A sequential reader over one file's content.
     pub fn reader<'a>(&'a self, content: &ContentRef) -> ContentReader<'a> {
         ContentReader {

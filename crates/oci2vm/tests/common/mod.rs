@@ -4,7 +4,11 @@
 #![allow(dead_code, clippy::unwrap_used)] // test support: panics are the failure reports
 
 pub mod fault_server;
+pub mod layers;
 pub mod local_registry;
+
+#[allow(unused_imports)]
+pub use layers::*;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,433 @@
+//! Building the merged tree from a list of layers: decompress and parse layers in parallel,
+//! apply them strictly in order.
+//!
+//! ```text
+//! per layer (worker threads, several layers at once):
+//!   blob --[sha256 if asked]--> decoder (inflate thread) --1 MiB chunks--> parse thread:
+//!   sha256 (DiffID) + byte budget -> strict tar reader -> file data appended once to the
+//!   layer's spool segment (an unnamed scratch file in spool_dir) -> ordered entry list
+//! main thread: receives layers, applies layer i as soon as 0..i are applied
+//! ```
+//!
+//! After the tar end marker the stream is drained to its end so trailing bytes are hashed
+//! into the DiffID (T69, ggcr `d807d512`). The lowest failing layer's error is reported.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use super::apply::{Applier, ApplyOptions, ApplyStats};
+use super::decompress::{self, BudgetReader, Compression, HashingReader};
+use super::entry::{LayerEntry, prepare};
+use super::error::{EntryError, LayerError};
+use super::spool::{ContentRef, Spool};
+use super::tar::{EntryKind, TarError, TarErrorKind, TarReader};
+use super::tree::{Timestamp, Tree};
+use crate::digest::{Digest, Hasher};
+
+/// One layer to apply.
+#[derive(Debug)]
+pub struct LayerInput<R> {
+    /// The compressed blob digest (named in messages; verified when `verify_digest`).
+    pub digest: Digest,
+    /// The expected DiffID (`config.rootfs.diff_ids[i]`), verified when given.
+    pub diff_id: Option<Digest>,
+    /// The descriptor media type.
+    pub media_type: String,
+    /// The blob bytes (compressed as the media type says, or as sniffed).
+    pub reader: R,
+    /// Also hash the compressed stream and compare with `digest` (when the caller has not).
+    pub verify_digest: bool,
+}
+
+/// What happened to one layer.
+#[derive(Debug, Clone)]
+pub struct LayerReport {
+    /// The blob digest.
+    pub digest: Digest,
+    /// The DiffID computed from the uncompressed stream (trailing bytes included).
+    pub diff_id: Digest,
+    /// The compression actually found.
+    pub compression: Compression,
+    /// Uncompressed bytes.
+    pub uncompressed_bytes: u64,
+    /// Apply counters and warnings.
+    pub stats: ApplyStats,
+    /// Reader warnings (media-type mismatch, missing end marker, global headers).
+    pub warnings: Vec<String>,
+}
+
+/// What happened, per layer.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// One report per layer, bottom first.
+    pub layers: Vec<LayerReport>,
+}
+
+/// A layer input over a boxed blob reader.
+pub type BlobInput = LayerInput<Box<dyn Read + Send>>;
+
+struct Parsed {
+    entries: Vec<LayerEntry>,
+    segment: File,
+    diff_id: Digest,
+    compression: Compression,
+    bytes: u64,
+    warnings: Vec<String>,
+}
+
+struct Shared<'a> {
+    opts: &'a ApplyOptions,
+    spool_dir: &'a Path,
+    budget: Arc<AtomicU64>,
+    entries: AtomicU64,
+    cancel: AtomicBool,
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Builds the merged tree from `layers` (bottom first). File contents go to unnamed scratch
+/// files in `spool_dir` (which the caller owns); the returned [`Spool`] reads them back.
+pub fn build_tree(
+    layers: Vec<LayerInput<Box<dyn Read + Send>>>,
+    opts: &ApplyOptions,
+    spool_dir: &Path,
+) -> Result<(Tree, Spool, Report), LayerError> {
+    let n = layers.len();
+    if n > opts.limits.layers {
+        return Err(LayerError::TooManyLayers {
+            count: n,
+            limit: opts.limits.layers,
+        });
+    }
+    let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
+    let queue: Mutex<Vec<Option<BlobInput>>> = Mutex::new(layers.into_iter().map(Some).collect());
+    let next = AtomicUsize::new(0);
+    let shared = Shared {
+        opts,
+        spool_dir,
+        budget: Arc::new(AtomicU64::new(0)),
+        entries: AtomicU64::new(0),
+        cancel: AtomicBool::new(false),
+    };
+    let mtime = Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0));
+    let mut tree = Tree::new(0o755, 0, 0, mtime);
+    let mut spool = Spool::new();
+    let mut report = Report::default();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .clamp(1, n.max(1));
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Parsed, LayerError>)>();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (queue, next, shared) = (&queue, &next, &shared);
+            s.spawn(move || {
+                loop {
+                    if shared.cancel.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let input = queue.lock().ok().and_then(|mut q| q[i].take());
+                    let Some(input) = input else { break };
+                    let r = parse_layer(i, input, shared);
+                    if r.is_err() {
+                        shared.cancel.store(true, Ordering::Relaxed);
+                    }
+                    if tx.send((i, r)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, Result<Parsed, LayerError>> = BTreeMap::new();
+        let mut want = 0;
+        for (i, r) in rx.iter() {
+            pending.insert(i, r);
+            while let Some(r) = pending.remove(&want) {
+                let applied = r.and_then(|p| {
+                    apply_layer(want, p, &digests[want], opts, &mut tree, &mut spool)
+                });
+                match applied {
+                    Ok(lr) => report.layers.push(lr),
+                    Err(e) => {
+                        shared.cancel.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+                want += 1;
+            }
+        }
+        if want < n {
+            return Err(LayerError::Panicked);
+        }
+        Ok(())
+    })?;
+    Ok((tree, spool, report))
+}
+
+fn apply_layer(
+    i: usize,
+    p: Parsed,
+    digest: &Digest,
+    opts: &ApplyOptions,
+    tree: &mut Tree,
+    spool: &mut Spool,
+) -> Result<LayerReport, LayerError> {
+    let seg = spool.add_file(p.segment).map_err(LayerError::Spool)?;
+    assert_eq!(
+        seg as usize,
+        i + 1,
+        "spool segments are added in layer order"
+    );
+    let layer = u32::try_from(i).expect("fewer than 2^32 layers");
+    let mut applier = Applier::new(tree, opts, layer);
+    for e in &p.entries {
+        applier.apply(e).map_err(|source| LayerError::Entry {
+            layer: digest.clone(),
+            index: e.index,
+            path: String::from_utf8_lossy(&e.raw_path).into_owned(),
+            source,
+        })?;
+    }
+    Ok(LayerReport {
+        digest: digest.clone(),
+        diff_id: p.diff_id,
+        compression: p.compression,
+        uncompressed_bytes: p.bytes,
+        stats: applier.stats,
+        warnings: p.warnings,
+    })
+}
+
+/// Marks a decoder error inside the chunk stream.
+#[derive(Debug, thiserror::Error)]
+#[error("decoder failed")]
+struct InflateError(#[source] io::Error);
+
+fn parse_layer(
+    i: usize,
+    input: LayerInput<Box<dyn Read + Send>>,
+    sh: &Shared<'_>,
+) -> Result<Parsed, LayerError> {
+    let layer = input.digest.clone();
+    let limits = &sh.opts.limits;
+    let (blob, blob_hash): (Box<dyn Read + Send>, _) = if input.verify_digest {
+        let (r, h) = HashingReader::new(input.reader, &layer);
+        (Box::new(r), Some(h))
+    } else {
+        (input.reader, None)
+    };
+    let opened = decompress::open(&layer, &input.media_type, blob, limits.zstd_window_log_max)?;
+    let mut warnings: Vec<String> = opened.warning.into_iter().collect();
+    let compression = opened.compression;
+    let mut decoder = opened.reader;
+    let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Vec<u8>>>(4);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(6);
+    let segment = tempfile::tempfile_in(sh.spool_dir).map_err(LayerError::Spool)?;
+    let seg_index = u32::try_from(i + 1).expect("fewer than 2^32 layers");
+    let algo = input.diff_id.as_ref().unwrap_or(&layer).algorithm();
+    std::thread::scope(|s| {
+        s.spawn(move || inflate(&mut decoder, &chunk_tx, &free_rx));
+        let chunks = ChunkReader {
+            rx: chunk_rx,
+            free: free_tx,
+            cur: Vec::new(),
+            pos: 0,
+            hasher: algo.hasher(),
+            total: 0,
+        };
+        let mut tar = TarReader::new(
+            BudgetReader::new(chunks, sh.budget.clone(), limits.total_bytes),
+            limits.special_header,
+        );
+        let mut out = BufWriter::with_capacity(CHUNK, segment);
+        let mut offset = 0u64;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut entries = Vec::new();
+        let tar_err = |e: TarError| map_tar(&layer, e);
+        while let Some(e) = tar.next_entry().map_err(tar_err)? {
+            let count = sh.entries.fetch_add(1, Ordering::Relaxed) + 1;
+            let index = e.index;
+            let raw = e.path.clone();
+            let entry_err = |source: EntryError| LayerError::Entry {
+                layer: layer.clone(),
+                index,
+                path: String::from_utf8_lossy(&raw).into_owned(),
+                source,
+            };
+            if count > limits.entries {
+                return Err(entry_err(EntryError::Entries {
+                    limit: limits.entries,
+                }));
+            }
+            let content = if e.kind == EntryKind::File {
+                let len = tar.copy_data(&mut out, &mut buf).map_err(tar_err)?;
+                let c = ContentRef {
+                    segment: seg_index,
+                    offset,
+                    len,
+                };
+                offset += len;
+                c
+            } else {
+                ContentRef::EMPTY
+            };
+            entries.push(prepare(e, content, limits).map_err(entry_err)?);
+        }
+        warnings.extend(tar.warnings().iter().map(|w| format!("layer {layer}: {w}")));
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let mut budget = tar.into_inner();
+        io::copy(&mut budget, &mut io::sink()).map_err(|e| map_io(&layer, e))?;
+        let chunks = budget.into_inner();
+        let bytes = chunks.bytes_hashed();
+        let diff_id = chunks.finish();
+        let segment = out
+            .into_inner()
+            .map_err(|e| LayerError::Spool(e.into_error()))?;
+        if let Some(expected) = &input.diff_id
+            && expected != &diff_id
+        {
+            return Err(LayerError::DiffId {
+                layer: layer.clone(),
+                expected: expected.clone(),
+                actual: diff_id,
+            });
+        }
+        if let Some(actual) = blob_hash.and_then(|h| h.digest())
+            && actual != layer
+        {
+            return Err(LayerError::BlobDigest {
+                layer: layer.clone(),
+                actual,
+            });
+        }
+        Ok(Parsed {
+            entries,
+            segment,
+            diff_id,
+            compression,
+            bytes,
+            warnings,
+        })
+    })
+}
+
+fn map_io(layer: &Digest, e: io::Error) -> LayerError {
+    if let Some(limit) = decompress::budget_exceeded(&e) {
+        return LayerError::TooLarge {
+            layer: layer.clone(),
+            limit,
+        };
+    }
+    match e.get_ref().and_then(|i| i.downcast_ref::<InflateError>()) {
+        Some(_) => {
+            let inner = e
+                .into_inner()
+                .and_then(|b| b.downcast::<InflateError>().ok());
+            LayerError::Decompress {
+                layer: layer.clone(),
+                source: inner.map_or_else(|| io::Error::other("decoder failed"), |b| b.0),
+            }
+        }
+        // not from the chunk stream (decoder errors are wrapped): writing the spool failed
+        None => LayerError::Spool(e),
+    }
+}
+
+fn map_tar(layer: &Digest, e: TarError) -> LayerError {
+    match e.kind {
+        TarErrorKind::Io(io) => map_io(layer, io),
+        _ => LayerError::Tar {
+            layer: layer.clone(),
+            source: e,
+        },
+    }
+}
+
+fn inflate(decoder: &mut dyn Read, tx: &SyncSender<io::Result<Vec<u8>>>, free: &Receiver<Vec<u8>>) {
+    loop {
+        let mut buf = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+        buf.resize(CHUNK, 0);
+        let mut filled = 0;
+        let result = loop {
+            match decoder.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(true),
+                Ok(k) => {
+                    filled += k;
+                    if filled == buf.len() {
+                        break Ok(false);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        buf.truncate(filled);
+        let (send, end) = match result {
+            Ok(eof) => (Ok(buf), eof),
+            Err(e) => (Err(io::Error::other(InflateError(e))), true),
+        };
+        if tx.send(send).is_err() || end {
+            return;
+        }
+    }
+}
+
+/// Reads the chunks of the inflate thread, hashing them (DiffID).
+struct ChunkReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    free: SyncSender<Vec<u8>>,
+    cur: Vec<u8>,
+    pos: usize,
+    hasher: Hasher,
+    total: u64,
+}
+
+impl ChunkReader {
+    fn bytes_hashed(&self) -> u64 {
+        self.total
+    }
+
+    fn finish(self) -> Digest {
+        self.hasher.finish()
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            let old = std::mem::take(&mut self.cur);
+            if old.capacity() > 0 {
+                let _ = self.free.try_send(old);
+            }
+            self.pos = 0;
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.hasher.update(&chunk);
+                    self.total += chunk.len() as u64;
+                    self.cur = chunk;
+                    if self.cur.is_empty() {
+                        return Ok(0);
+                    }
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
