@@ -12,7 +12,12 @@
 
 pub mod digest;
 pub mod error;
+pub mod image;
 pub mod layers;
+pub mod platform;
+pub mod reference;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind};
+pub use platform::Platform;
+pub use reference::Reference;
