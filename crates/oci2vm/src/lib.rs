@@ -16,6 +16,7 @@ pub mod image;
 pub mod layers;
 pub mod platform;
 pub mod reference;
+pub mod source;
 pub mod store;
 
 pub use digest::{Algorithm, Digest};

@@ -396,14 +396,94 @@ impl Reference {
         }
     }
 
-    /// The name recorded in the store's `index.json` for a pulled image: the full Docker
-    /// reference for registry images, else the transport form.
+    /// The name recorded in the store's `index.json` for a pulled image. Registry images (and
+    /// docker archives opened with a name) use the full Docker reference; other local images
+    /// get `<transport>/<absolute path>:<tag>`, each part cut down to the OCI `ref.name`
+    /// grammar so that `skopeo inspect oci:STORE:NAME` accepts it.
     pub fn store_name(&self) -> String {
+        let local = |transport: &str, path: &std::path::Path, tag: Option<&str>| {
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            let mut name = transport.to_string();
+            for c in abs.components() {
+                let part = ref_name_component(&c.as_os_str().to_string_lossy());
+                if !part.is_empty() {
+                    name.push('/');
+                    name.push_str(&part);
+                }
+            }
+            let tag = ref_name_component(tag.unwrap_or("latest"));
+            name.push(':');
+            name.push_str(if tag.is_empty() { "latest" } else { &tag });
+            name
+        };
         match self {
             Reference::Docker(d) => d.to_string(),
-            other => other.to_string(),
+            Reference::DockerArchive {
+                reference: Some(r), ..
+            } => r.to_string(),
+            Reference::DockerArchive {
+                file,
+                reference: None,
+            } => local("docker-archive", file, None),
+            Reference::OciLayout { dir, tag } => local("oci", dir, tag.as_deref()),
+            Reference::OciArchive { file, tag } => local("oci-archive", file, tag.as_deref()),
         }
     }
+}
+
+/// Maps text onto `alphanum (separator alphanum)*` with separators `[-._:@+/]`: other
+/// characters become `-`, runs of separators collapse to one, and the ends are trimmed.
+fn ref_name_component(s: &str) -> String {
+    let mut out = String::new();
+    let mut pending_sep: Option<char> = None;
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            if let Some(sep) = pending_sep.take() {
+                if !out.is_empty() {
+                    out.push(sep);
+                }
+            }
+            out.push(c);
+        } else if matches!(c, '-' | '.' | '_' | ':' | '@' | '+' | '/') {
+            // a real separator wins over one substituted for another character
+            if pending_sep.is_none_or(|p| p == '-') {
+                pending_sep = Some(c);
+            }
+        } else {
+            pending_sep.get_or_insert('-');
+        }
+    }
+    out
+}
+
+/// Whether `s` is a valid `org.opencontainers.image.ref.name` (the grammar containers/image
+/// enforces): components `alphanum (sep alphanum)*` joined by `/`, sep `[-._:@+]` or `--`.
+pub fn is_valid_ref_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('/').all(|comp| {
+            let b = comp.as_bytes();
+            let mut i = 0;
+            loop {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_alphanumeric() {
+                    i += 1;
+                }
+                if i == start {
+                    return false;
+                }
+                if i == b.len() {
+                    return true;
+                }
+                let sep_start = i;
+                while i < b.len() && !b[i].is_ascii_alphanumeric() {
+                    i += 1;
+                }
+                let sep = &comp[sep_start..i];
+                if !(sep == "--" || sep.len() == 1 && "-._:@+".contains(sep)) {
+                    return false;
+                }
+            }
+        })
 }
 
 /// `host:port/...` has a transport-looking prefix but is a registry; a transport is a bare
@@ -619,7 +699,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn store_names_are_valid_ref_names() {
+        let cases = [
+            ("busybox", "docker.io/library/busybox:latest"),
+            (
+                "oci:/var/tmp/f/oci/busybox:latest",
+                "oci/var/tmp/f/oci/busybox:latest",
+            ),
+            (
+                "oci:/s:docker.io/library/busybox:1",
+                "oci/s:docker.io/library/busybox:1",
+            ),
+            (
+                "oci-archive:/x/My Image (1).tar",
+                "oci-archive/x/My-Image-1.tar:latest",
+            ),
+            ("docker-archive:/x/b.tar", "docker-archive/x/b.tar:latest"),
+            ("docker-archive:/x/b.tar:localhost/b:v1", "localhost/b:v1"),
+        ];
+        for (input, want) in cases {
+            let name = Reference::parse(input).unwrap().store_name();
+            assert_eq!(name, want, "{input}");
+            assert!(is_valid_ref_name(&name), "{name}");
+        }
+        assert!(!is_valid_ref_name("oci:/var/x"));
+        assert!(!is_valid_ref_name("a//b"));
+    }
+
     proptest::proptest! {
+        #[test]
+        fn store_name_always_valid(p in "/[ -~]{1,40}", t in "[ -~]{0,20}") {
+            let r = Reference::OciLayout { dir: p.into(), tag: Some(t) };
+            let name = r.store_name();
+            proptest::prop_assert!(is_valid_ref_name(&name), "{}", name);
+        }
+
         #[test]
         fn parse_never_panics(s in "\\PC{0,120}") {
             let _ = Reference::parse(&s);
