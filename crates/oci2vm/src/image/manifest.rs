@@ -48,7 +48,7 @@ impl Descriptor {
     }
 
     fn from_spec(d: &oci_spec::image::Descriptor, doc: &Digest) -> Result<Self, ImageError> {
-        let digest = Digest::parse(&d.digest().to_string()).map_err(|e| ImageError::Malformed {
+        let digest = Digest::parse(d.digest().as_ref()).map_err(|e| ImageError::Malformed {
             what: "descriptor in",
             digest: doc.to_string(),
             reason: e.to_string(),

@@ -141,9 +141,9 @@ pub enum ImageError {
         /// The manifest digest.
         digest: Digest,
         /// The config's platform.
-        actual: Platform,
+        actual: Box<Platform>,
         /// The requested platform.
-        wanted: Platform,
+        wanted: Box<Platform>,
     },
 }
 
@@ -278,8 +278,8 @@ impl ResolvedImage {
             if !w.matches(&config.platform) {
                 return Err(ImageError::WrongPlatform {
                     digest: manifest_digest,
-                    actual: config.platform.clone(),
-                    wanted: w.clone(),
+                    actual: Box::new(config.platform.clone()),
+                    wanted: Box::new(w.clone()),
                 });
             }
         }

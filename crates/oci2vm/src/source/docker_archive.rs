@@ -9,8 +9,8 @@
 //!   <id>/layer.tar -> ../<diff_id>.tar   (symlink inside the archive)
 //! ```
 //!
-//! Format: <https://github.com/moby/moby/blob/master/image/spec/v1.2.md> ("Combined Image JSON
-//! + Filesystem Changeset Format"). When the archive has an OCI layout we read that (it keeps
+//! Format: <https://github.com/moby/moby/blob/master/image/spec/v1.2.md> (the "combined image
+//! JSON and filesystem changeset format"). When the archive has an OCI layout we read that (it keeps
 //! the original manifest digest); otherwise we synthesise a Docker schema 2 manifest: config
 //! digest = sha256 of the config member; an uncompressed layer's digest is its diff_id (it is
 //! the same tar; the store verifies it on copy), a compressed one's is the sha256 of the member.

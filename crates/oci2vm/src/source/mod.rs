@@ -24,7 +24,8 @@ use std::path::PathBuf;
 use crate::digest::{Digest, DigestError, VerifyingReader, digest_error_of};
 use crate::error::{Classify, ErrorKind, Result};
 use crate::image::{
-    ImageError, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, ManifestDocument, ResolvedImage,
+    ImageError, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, ManifestDocument, OCI_INDEX, OCI_MANIFEST,
+    ResolvedImage,
 };
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -327,6 +328,53 @@ fn resolve_source(
     .into())
 }
 
+/// The `index.json` entry for a pulled image. An OCI manifest is named directly. Tools that
+/// read OCI layouts (containers/image, hence skopeo) only look up OCI manifests and indexes by
+/// name, so a Docker schema 2 manifest is named through a one-entry OCI index we write; the
+/// entry records the manifest digest as well.
+fn store_entry(store: &Store, image: &ResolvedImage, name: &str) -> Result<StoredImage> {
+    let manifest_size = image.manifest_bytes.len() as u64;
+    if image.manifest_media_type == OCI_MANIFEST {
+        return Ok(StoredImage {
+            name: Some(name.to_string()),
+            digest: image.manifest_digest.clone(),
+            size: manifest_size,
+            media_type: OCI_MANIFEST.to_string(),
+            platform: Some(image.platform.clone()),
+            manifest_digest: Some(image.manifest_digest.clone()),
+        });
+    }
+    let p = &image.platform;
+    let mut platform = serde_json::json!({"architecture": p.architecture, "os": p.os});
+    if let Some(v) = &p.variant {
+        platform["variant"] = v.clone().into();
+    }
+    let wrapper = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": image.manifest_media_type,
+            "digest": image.manifest_digest.to_string(),
+            "size": manifest_size,
+            "platform": platform,
+        }],
+    });
+    let bytes = serde_json::to_vec(&wrapper).map_err(|e| SourceError::Io {
+        path: store.root().to_path_buf(),
+        source: io::Error::other(e),
+    })?;
+    let digest = Digest::sha256_of(&bytes);
+    store.put_bytes(&digest, &bytes)?;
+    Ok(StoredImage {
+        name: Some(name.to_string()),
+        digest,
+        size: bytes.len() as u64,
+        media_type: OCI_INDEX.to_string(),
+        platform: Some(image.platform.clone()),
+        manifest_digest: Some(image.manifest_digest.clone()),
+    })
+}
+
 /// The result of a pull.
 #[derive(Debug, Clone)]
 pub struct PulledImage {
@@ -368,13 +416,8 @@ pub fn pull(
         copied += 1;
     }
     let name = reference.store_name();
-    store.add_image_ref(&StoredImage {
-        name: Some(name.clone()),
-        digest: image.manifest_digest.clone(),
-        size: image.manifest_bytes.len() as u64,
-        media_type: image.manifest_media_type.clone(),
-        platform: Some(image.platform.clone()),
-    })?;
+    let entry = store_entry(store, &image, &name)?;
+    store.add_image_ref(&entry)?;
     tracing::info!(%name, digest = %image.manifest_digest, copied, "pulled");
     Ok(PulledImage {
         image,

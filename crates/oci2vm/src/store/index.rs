@@ -20,6 +20,8 @@ use crate::platform::Platform;
 
 /// The annotation naming an image in an OCI layout.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Our annotation recording the platform manifest's digest when the entry is a wrapper index.
+pub const MANIFEST_DIGEST: &str = "dev.oci2vm.manifest.digest";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +48,8 @@ pub struct StoredImage {
     pub media_type: String,
     /// Its platform, when recorded.
     pub platform: Option<Platform>,
+    /// The platform manifest's digest (differs from `digest` when the entry is an index).
+    pub manifest_digest: Option<Digest>,
 }
 
 impl StoredImage {
@@ -53,11 +57,17 @@ impl StoredImage {
         let digest = Digest::parse(e.get("digest")?.as_str()?).ok()?;
         let size = e.get("size")?.as_u64()?;
         let media_type = e.get("mediaType")?.as_str()?.to_string();
-        let name = e
-            .get("annotations")
-            .and_then(|a| a.get(REF_NAME))
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
+        let annotation = |key: &str| {
+            e.get("annotations")
+                .and_then(|a| a.get(key))
+                .and_then(|n| n.as_str())
+        };
+        let name = annotation(REF_NAME).map(str::to_string);
+        let manifest_digest = match annotation(MANIFEST_DIGEST) {
+            Some(d) => Digest::parse(d).ok(),
+            None if media_type.contains("manifest") => Some(digest.clone()),
+            None => None,
+        };
         let platform = e.get("platform").and_then(|p| {
             Some(Platform::new(
                 p.get("os")?.as_str()?,
@@ -71,6 +81,7 @@ impl StoredImage {
             size,
             media_type,
             platform,
+            manifest_digest,
         })
     }
 
@@ -88,9 +99,14 @@ impl StoredImage {
             }
             m.insert("platform".into(), pm.into());
         }
+        let mut a = serde_json::Map::new();
         if let Some(n) = &self.name {
-            let mut a = serde_json::Map::new();
             a.insert(REF_NAME.into(), n.clone().into());
+        }
+        if let Some(d) = self.manifest_digest.as_ref().filter(|d| **d != self.digest) {
+            a.insert(MANIFEST_DIGEST.into(), d.to_string().into());
+        }
+        if !a.is_empty() {
             m.insert("annotations".into(), a.into());
         }
         m

@@ -26,7 +26,10 @@ pub fn fixtures() -> Option<PathBuf> {
     if dir.join("images.json").is_file() {
         Some(dir)
     } else {
-        skip(&format!("fixtures missing at {} (run scripts/fixtures/make-images.sh)", dir.display()))
+        skip(&format!(
+            "fixtures missing at {} (run scripts/fixtures/make-images.sh)",
+            dir.display()
+        ))
     }
 }
 
@@ -40,7 +43,14 @@ pub fn tool(tool: &str) -> Option<()> {
 
 /// Runs skopeo and parses its JSON stdout.
 pub fn skopeo_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("skopeo").args(args).output().expect("run skopeo");
-    assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("skopeo printed JSON")
 }
