@@ -12,10 +12,12 @@
 
 pub mod digest;
 pub mod error;
+pub mod fs;
 pub mod image;
 pub mod layers;
 pub mod platform;
 pub mod reference;
+pub mod registry;
 pub mod source;
 pub mod store;
 

@@ -1,5 +1,6 @@
 //! Hostile and malformed inputs: every one fails with the right kind and touches nothing
 //! outside the source.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns panic on purpose
 
 use std::path::Path;
 

@@ -1,4 +1,5 @@
 //! The fixture images read from every local form agree with each other and with skopeo.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns panic on purpose
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The store under corruption, concurrency (threads and processes) and an outside reader.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns panic on purpose
 
 mod common;
 

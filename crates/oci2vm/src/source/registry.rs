@@ -41,6 +41,32 @@ pub trait RemoteFetcher {
     ) -> Result<()>;
 }
 
+impl RemoteFetcher for crate::registry::RegistryClient {
+    fn fetch_manifest(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String, Digest)> {
+        let m =
+            crate::registry::RegistryClient::fetch_manifest(self, registry, repository, reference)?;
+        Ok((m.bytes, m.media_type, m.digest))
+    }
+
+    fn fetch_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        sink: &mut dyn Write,
+    ) -> Result<()> {
+        Ok(crate::registry::RegistryClient::fetch_blob(
+            self, registry, repository, digest, size, sink,
+        )?)
+    }
+}
+
 /// A registry image.
 pub(crate) struct RegistrySource<'f> {
     reference: DockerReference,
@@ -322,7 +348,10 @@ mod tests {
         assert!(store.verify_blob(&layer, 11).unwrap());
         let images = store.list_images().unwrap();
         assert_eq!(images.len(), 1);
-        assert_eq!(images[0].digest, amd);
+        assert_eq!(images[0].manifest_digest.as_ref(), Some(&amd));
+        // a Docker manifest is named through a one-entry OCI index (for skopeo)
+        assert_eq!(images[0].media_type, crate::image::OCI_INDEX);
+        assert!(store.reachable_blobs().unwrap().contains(&amd));
         assert_eq!(
             images[0].name.as_deref(),
             Some("127.0.0.1:5000/test/img:latest")
