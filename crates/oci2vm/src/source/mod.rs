@@ -191,7 +191,7 @@ pub(crate) fn read_verified(
             Some(de) => SourceError::Verify {
                 source_name: source_name.to_string(),
                 digest: digest.clone(),
-                source: clone_digest_error(de),
+                source: de.clone(),
             }
             .into(),
             None => SourceError::Io {
@@ -205,28 +205,6 @@ pub(crate) fn read_verified(
     let mut inner = r.finish().map_err(verify_err)?;
     VerifyingReader::ensure_inner_exhausted(&mut inner, digest, size).map_err(verify_err)?;
     Ok(out)
-}
-
-fn clone_digest_error(e: &DigestError) -> DigestError {
-    match e {
-        DigestError::Invalid { value, reason } => DigestError::Invalid {
-            value: value.clone(),
-            reason,
-        },
-        DigestError::Mismatch { expected, actual } => DigestError::Mismatch {
-            expected: expected.clone(),
-            actual: actual.clone(),
-        },
-        DigestError::Size {
-            digest,
-            expected,
-            actual,
-        } => DigestError::Size {
-            digest: digest.clone(),
-            expected: *expected,
-            actual: *actual,
-        },
-    }
 }
 
 fn check_limit(what: &'static str, digest: &Digest, size: u64, limit: u64) -> Result<()> {

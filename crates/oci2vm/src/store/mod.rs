@@ -103,26 +103,11 @@ impl From<StoreError> for crate::Error {
 /// distinct from disk failures.
 fn stream_error(e: io::Error, digest: &Digest, path: &Path) -> StoreError {
     match digest_error_of(&e) {
-        Some(DigestError::Mismatch { expected, actual }) => StoreError::Verify {
+        Some(de) => StoreError::Verify {
             digest: digest.clone(),
-            source: DigestError::Mismatch {
-                expected: expected.clone(),
-                actual: actual.clone(),
-            },
+            source: de.clone(),
         },
-        Some(DigestError::Size {
-            digest: d,
-            expected,
-            actual,
-        }) => StoreError::Verify {
-            digest: digest.clone(),
-            source: DigestError::Size {
-                digest: d.clone(),
-                expected: *expected,
-                actual: *actual,
-            },
-        },
-        _ => StoreError::Io {
+        None => StoreError::Io {
             path: path.to_path_buf(),
             source: e,
         },
