@@ -261,3 +261,85 @@ fn explicit_platform_mismatch_on_single_manifest() {
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.to_string().contains("linux/arm64"), "{e}");
 }
+
+/// A Docker 25+ `docker save`: an OCI layout (index.json names the image with
+/// `io.containerd.image.name`) plus the legacy manifest.json pointing into blobs/.
+#[test]
+fn docker25_archive_with_an_oci_layout() {
+    let Some(fx) = common::fixtures() else { return };
+    let layout = fx.join("oci/busybox");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mut entry = index["manifests"][0].clone();
+    entry["annotations"] = serde_json::json!({
+        "io.containerd.image.name": "docker.io/library/busybox:1.36",
+        "org.opencontainers.image.ref.name": "1.36",
+    });
+    let new_index = serde_json::json!({"schemaVersion": 2, "manifests": [entry]});
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            layout.join(
+                Digest::parse(entry["digest"].as_str().unwrap())
+                    .unwrap()
+                    .layout_path(),
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let blob = |d: &Value| format!("blobs/sha256/{}", &d.as_str().unwrap()["sha256:".len()..]);
+    let legacy = serde_json::json!([{
+        "Config": blob(&manifest["config"]["digest"]),
+        "RepoTags": ["busybox:1.36"],
+        "Layers": manifest["layers"].as_array().unwrap().iter().map(|l| blob(&l["digest"])).collect::<Vec<_>>(),
+    }]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docker25.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json", &serde_json::to_vec(&new_index).unwrap());
+    add("manifest.json", &serde_json::to_vec(&legacy).unwrap());
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        add(
+            &format!("blobs/sha256/{}", e.file_name().to_string_lossy()),
+            &std::fs::read(e.path()).unwrap(),
+        );
+    }
+    b.finish().unwrap();
+    drop(b);
+
+    let oci = resolve_str(&format!("oci:{}", layout.display()), None).unwrap();
+    for r in [
+        format!("docker-archive:{}", path.display()),
+        format!("docker-archive:{}:busybox:1.36", path.display()),
+        format!(
+            "docker-archive:{}:docker.io/library/busybox:1.36",
+            path.display()
+        ),
+    ] {
+        let img = resolve_str(&r, None).unwrap();
+        assert_eq!(
+            img.manifest_digest, oci.manifest_digest,
+            "{r}: the original manifest is kept"
+        );
+        assert_eq!(img.layers, oci.layers);
+    }
+    let e = resolve_str(
+        &format!("docker-archive:{}:busybox:latest", path.display()),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(
+        e.to_string().contains("docker.io/library/busybox:1.36"),
+        "{e}"
+    );
+}

@@ -390,4 +390,32 @@ mod tests {
             Err(ImageError::TooLarge { .. })
         ));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(
+            mt in proptest::option::of("(application/vnd\\.(oci|docker)\\.[a-z.]{0,20}(\\+json)?|[ -~]{0,12})"),
+            keys in proptest::collection::vec("(manifests|layers|config|schemaVersion|mediaType|size|digest|urls)", 0..6),
+            size in proptest::num::i64::ANY,
+        ) {
+            let mut obj = serde_json::Map::new();
+            for k in keys {
+                let v = match k.as_str() {
+                    "schemaVersion" => serde_json::json!(2),
+                    "manifests" | "layers" => serde_json::json!([{"mediaType": OCI_MANIFEST, "digest": L, "size": size}]),
+                    "config" => serde_json::json!({"mediaType": OCI_CONFIG, "digest": C, "size": size}),
+                    "mediaType" => serde_json::json!(mt.clone().unwrap_or_default()),
+                    _ => serde_json::json!(size),
+                };
+                obj.insert(k, v);
+            }
+            let bytes = serde_json::to_vec(&obj).unwrap();
+            let _ = ManifestDocument::parse(&bytes, &Digest::sha256_of(&bytes), mt.as_deref());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = ManifestDocument::parse(&bytes, &Digest::sha256_of(&bytes), None);
+        }
+    }
 }
