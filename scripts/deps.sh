@@ -5,7 +5,8 @@
 #   runtime: qemu-system-x86, a guest kernel (linux-image-cloud-amd64 on Debian), e2fsprogs,
 #            umoci (to make the offline example image), busybox-static, jq
 #   test:    runtime + mmdebstrap, buildah, skopeo, docker-registry, apache2-utils, curl, cpio,
-#            runc, zstd, pigz, time, fdisk, xz-utils, libvirt-clients
+#            runc, zstd, pigz, time, fdisk, xz-utils, libvirt-clients, libxml2-utils (xmllint for
+#            virt-xml-validate), lxc, systemd-container, lz4
 # and a Rust toolchain when `cargo` is missing (rustup; needs network access to its servers).
 set -euo pipefail
 mode=${1:-runtime}
@@ -19,7 +20,7 @@ else
 fi
 if [ "$mode" = test ]; then
   pkgs+=(mmdebstrap buildah skopeo docker-registry apache2-utils cpio runc zstd pigz time fdisk
-         xz-utils gcc binutils)
+         xz-utils gcc binutils libvirt-clients libxml2-utils lxc systemd-container lz4)
 fi
 
 missing=()

@@ -10,6 +10,7 @@
 //!
 //! Data flows one way; no stage reaches back into an earlier one.
 
+pub mod assets;
 pub mod digest;
 pub mod error;
 pub mod fs;
