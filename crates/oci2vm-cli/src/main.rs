@@ -1,6 +1,16 @@
 //! `oci2vm`: arguments -> validated plan -> `commands/<verb>.rs` -> exit code.
+//!
+//! Errors are printed once, as the whole cause chain on one line (`error: a: b: c`), then an
+//! optional `hint:` line; the exit code comes from the library's [`oci2vm::ErrorKind`]
+//! (1 for errors without one, 2 for argument errors as clap reports them).
 
-use clap::Parser;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use oci2vm::Platform;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -9,12 +19,119 @@ use clap::Parser;
     about = "Turn container images into virtual machines"
 )]
 struct Cli {
-    /// More logging (-v info, -vv debug).
+    /// More logging on stderr (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+
+    /// The image store (an OCI image layout) [default: $XDG_CACHE_HOME/oci2vm or ~/.cache/oci2vm].
+    #[arg(long, value_name = "DIR", env = "OCI2VM_STORE", global = true)]
+    store: Option<PathBuf>,
+
+    /// The platform to pick from a multi-platform image [default: this host's].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", global = true)]
+    platform: Option<Platform>,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() {
+/// How to reach registries (docker:// sources).
+#[derive(Debug, Clone, Args)]
+struct RegistryArgs {
+    /// Credentials for the registry.
+    #[arg(long, value_name = "USER:PASS", value_parser = parse_creds, global = true)]
+    creds: Option<(String, String)>,
+
+    /// A Docker-format auth file (auth.json / config.json) to read credentials from.
+    #[arg(long, value_name = "FILE", global = true)]
+    authfile: Option<PathBuf>,
+
+    /// Require HTTPS with verified certificates (true), or allow plain HTTP (false)
+    /// [default: HTTPS, plain HTTP for loopback registries].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", global = true)]
+    tls_verify: Option<bool>,
+}
+
+fn parse_creds(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((u, p)) if !u.is_empty() => Ok((u.to_string(), p.to_string())),
+        _ => Err("want USER:PASS".to_string()),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show an image's manifest digest, platform, runtime config and layers.
+    Inspect(commands::inspect::InspectArgs),
+    /// Copy an image's manifest, config and layers into the store (verified).
+    Pull(commands::pull::PullArgs),
+    /// List the images in the store.
+    Images(commands::images::ImagesArgs),
+    /// Remove blobs no stored image refers to, and stale temp files.
+    Prune,
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// The cause chain as `a: b: c`, skipping links that only repeat the previous one (the
+/// library's `Error` displays its source).
+fn chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if parts.last() != Some(&msg) {
+            parts.push(msg);
+        }
+    }
+    parts.join(": ")
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = cli.verbose;
+    init_logging(cli.verbose);
+    let ctx = commands::Context {
+        store: cli.store.clone(),
+        platform: cli.platform.clone(),
+        creds: cli.registry.creds.clone(),
+        authfile: cli.registry.authfile.clone(),
+        tls_verify: cli.registry.tls_verify,
+    };
+    let result = match &cli.command {
+        Command::Inspect(a) => commands::inspect::run(&ctx, a),
+        Command::Pull(a) => commands::pull::run(&ctx, a),
+        Command::Images(a) => commands::images::run(&ctx, a),
+        Command::Prune => commands::prune::run(&ctx),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", chain(&e));
+            let kind = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<oci2vm::Error>())
+                .map(|e| e.kind());
+            if let Some(hint) = kind.and_then(|k| k.hint()) {
+                eprintln!("hint: {hint}");
+            }
+            let code = kind.map_or(1, |k| k.exit_code());
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
+        }
+    }
 }

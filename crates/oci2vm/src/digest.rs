@@ -49,7 +49,7 @@ impl Algorithm {
 }
 
 /// Errors about digests and verified content.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DigestError {
     /// The string is not a valid digest.
     #[error("invalid digest {value:?}: {reason}")]

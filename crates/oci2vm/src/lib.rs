@@ -14,8 +14,15 @@ pub mod assets;
 pub mod digest;
 pub mod error;
 pub mod fs;
+pub mod image;
 pub mod layers;
+pub mod platform;
+pub mod reference;
 pub mod registry;
+pub mod source;
+pub mod store;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind};
+pub use platform::Platform;
+pub use reference::Reference;

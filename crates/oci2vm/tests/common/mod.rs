@@ -49,3 +49,36 @@ pub fn fixtures_dir() -> PathBuf {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// The fixture directory, or `None` (skipped, or a panic under CI) when it is not built.
+pub fn fixtures() -> Option<PathBuf> {
+    let dir = fixtures_dir();
+    let ok = dir.join("images.json").is_file();
+    require(
+        ok,
+        &format!(
+            "fixtures at {} (scripts/fixtures/make-images.sh)",
+            dir.display()
+        ),
+    )
+    .then_some(dir)
+}
+
+/// `Some(())` when `tool` is in `PATH`; otherwise skipped (or a panic under CI).
+pub fn tool(tool: &str) -> Option<()> {
+    require(have_tool(tool), &format!("{tool} installed")).then_some(())
+}
+
+/// Runs skopeo and parses its JSON stdout.
+pub fn skopeo_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
