@@ -68,7 +68,7 @@ fn pull_from_an_authenticated_registry_matches_local_forms() {
     for l in &pulled.image.layers {
         assert!(store.verify_blob(&l.digest, l.size).unwrap());
     }
-    let Some(()) = common::tool("skopeo") else {
+    let Some(()) = common::need_tool("skopeo") else {
         return;
     };
     let raw = std::process::Command::new("skopeo")

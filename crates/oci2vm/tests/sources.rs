@@ -128,7 +128,7 @@ fn check_image(fx: &Path, name: &str, platform: Option<&str>) {
 #[test]
 fn local_forms_agree_with_skopeo() {
     let Some(fx) = common::fixtures() else { return };
-    let Some(()) = common::tool("skopeo") else {
+    let Some(()) = common::need_tool("skopeo") else {
         return;
     };
     for name in [
@@ -211,7 +211,7 @@ fn docker_config_fields_and_healthcheck() {
 #[test]
 fn multi_platform_index() {
     let Some(fx) = common::fixtures() else { return };
-    let Some(()) = common::tool("skopeo") else {
+    let Some(()) = common::need_tool("skopeo") else {
         return;
     };
     for form in [

@@ -224,7 +224,7 @@ fn corrupt_layer_is_detected_and_refetched_on_pull() {
 #[test]
 fn skopeo_and_umoci_read_the_store() {
     let Some(fx) = common::fixtures() else { return };
-    let Some(()) = common::tool("skopeo") else {
+    let Some(()) = common::need_tool("skopeo") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci2vm::digest::Digest;
 use oci2vm::layers::spool::Spool;
@@ -385,35 +385,14 @@ fn path_of_line(line: &str) -> String {
     line.to_string()
 }
 
-/// Fixture root (env OCI2VM_FIXTURES); `None` (with a printed reason) when absent; panics
-/// under CI=true.
-pub fn fixtures() -> Option<PathBuf> {
-    let p = PathBuf::from(
-        std::env::var("OCI2VM_FIXTURES").unwrap_or_else(|_| "/var/tmp/oci2vm-fixtures".into()),
-    );
-    if p.join("oci").is_dir() {
-        return Some(p);
-    }
-    skip(&format!("fixtures not found at {}", p.display()));
-    None
-}
-
+/// Prints why a test is skipped, or panics under CI=true (see [`super::require`]).
 pub fn skip(reason: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("required test resource missing under CI: {reason}");
-    }
-    eprintln!("SKIP: {reason}");
+    super::require(false, reason);
 }
 
+/// Whether `name` is installed; a missing tool skips (or fails under CI=true).
 pub fn tool(name: &str) -> bool {
-    let ok = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        skip(&format!("tool {name} not installed"));
-    }
-    ok
+    super::require(super::have_tool(name), &format!("{name} installed"))
 }
 
 pub fn is_root() -> bool {

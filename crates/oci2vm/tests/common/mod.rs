@@ -65,7 +65,7 @@ pub fn fixtures() -> Option<PathBuf> {
 }
 
 /// `Some(())` when `tool` is in `PATH`; otherwise skipped (or a panic under CI).
-pub fn tool(tool: &str) -> Option<()> {
+pub fn need_tool(tool: &str) -> Option<()> {
     require(have_tool(tool), &format!("{tool} installed")).then_some(())
 }
 
