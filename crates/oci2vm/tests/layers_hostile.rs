@@ -717,3 +717,15 @@ fn layer_count_limit() {
     .unwrap();
     assert!(chain(&e).contains("3 layers exceed the limit of 2"));
 }
+
+#[test]
+fn implied_directories_count_against_the_entry_limit() {
+    let mut opts = ApplyOptions::default();
+    opts.limits.entries = 100;
+    let deep = vec!["d"; 200].join("/");
+    let t = TarB::new()
+        .pax(&[("path", deep.as_bytes())])
+        .file("x", "")
+        .end();
+    rejects_with(t, TAR, &opts, Some(0), "more than 100 entries");
+}

@@ -246,6 +246,7 @@ impl<'a> Applier<'a> {
                 },
                 None if !create => return Ok(None),
                 None => {
+                    self.check_nodes()?;
                     depth += 1;
                     if depth > self.limits.depth {
                         return Err(EntryError::Depth {
@@ -266,6 +267,16 @@ impl<'a> Applier<'a> {
             }
         }
         Ok(Some((cur, depth)))
+    }
+
+    /// Entries ever created (implied directories included) stay under the entry limit, so
+    /// memory is bounded even when every entry implies a deep chain of directories.
+    fn check_nodes(&self) -> Result<(), EntryError> {
+        let limit = self.limits.entries;
+        if self.tree.node_count() as u64 >= limit {
+            return Err(EntryError::Entries { limit });
+        }
+        Ok(())
     }
 
     /// Whiteout of `node`: lower-layer content goes, this layer's entries stay (spec, umoci).
@@ -391,6 +402,7 @@ impl<'a> Applier<'a> {
                 self.tree.add_inode(i)
             }
         };
+        self.check_nodes()?;
         let node = self.tree.link(dir, base, inode, self.layer);
         self.touch(node);
         Ok(())

@@ -230,8 +230,8 @@ fn parse_layer(
     let mut warnings: Vec<String> = opened.warning.into_iter().collect();
     let compression = opened.compression;
     let mut decoder = opened.reader;
-    let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Vec<u8>>>(4);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(6);
+    let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Vec<u8>>>(16);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(18);
     let segment = tempfile::tempfile_in(sh.spool_dir).map_err(LayerError::Spool)?;
     let seg_index = u32::try_from(i + 1).expect("fewer than 2^32 layers");
     let algo = input.diff_id.as_ref().unwrap_or(&layer).algorithm();

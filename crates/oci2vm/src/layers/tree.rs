@@ -344,6 +344,11 @@ impl Tree {
         d
     }
 
+    /// Number of entry slots ever allocated (live or not), in O(1): a bound on memory use.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
     /// Number of live entries (excluding the root).
     pub fn len(&self) -> usize {
         self.nodes.iter().skip(1).filter(|n| n.live).count()
