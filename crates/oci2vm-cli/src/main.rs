@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "oci2vm", version, about = "Turn container images into virtual machines")]
+#[command(
+    name = "oci2vm",
+    version,
+    about = "Turn container images into virtual machines"
+)]
 struct Cli {
     /// More logging (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -114,12 +114,18 @@ impl Digest {
         if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(invalid("encoded part must be lowercase hex"));
         }
-        Ok(Digest { algorithm, hex: hex.into() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.into(),
+        })
     }
 
     /// Builds a digest from raw hash output.
     pub fn from_bytes(algorithm: Algorithm, bytes: &[u8]) -> Self {
-        Digest { algorithm, hex: hex::encode(bytes).into() }
+        Digest {
+            algorithm,
+            hex: hex::encode(bytes).into(),
+        }
     }
 
     /// SHA-256 of a byte slice.
@@ -139,7 +145,9 @@ impl Digest {
 
     /// The relative path of this blob in an OCI image layout: `blobs/<alg>/<hex>`.
     pub fn layout_path(&self) -> std::path::PathBuf {
-        std::path::Path::new("blobs").join(self.algorithm.as_str()).join(&*self.hex)
+        std::path::Path::new("blobs")
+            .join(self.algorithm.as_str())
+            .join(&*self.hex)
     }
 
     /// Checks that `data` hashes to this digest.
@@ -150,7 +158,10 @@ impl Digest {
         if &actual == self {
             Ok(())
         } else {
-            Err(DigestError::Mismatch { expected: self.clone(), actual })
+            Err(DigestError::Mismatch {
+                expected: self.clone(),
+                actual,
+            })
         }
     }
 
@@ -251,7 +262,13 @@ impl<R: Read> VerifyingReader<R> {
     /// Wraps `inner`, which must produce content of `size` bytes hashing to `expected`.
     pub fn new(inner: R, expected: Digest, size: u64) -> Self {
         let hasher = Some(expected.algorithm().hasher());
-        VerifyingReader { inner, expected, size, read: 0, hasher }
+        VerifyingReader {
+            inner,
+            expected,
+            size,
+            read: 0,
+            hasher,
+        }
     }
 
     /// Bytes delivered so far.
@@ -312,7 +329,9 @@ impl<R: Read> Read for VerifyingReader<R> {
             }
             return Ok(0);
         }
-        let want = usize::try_from(remaining).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(invalid_data(DigestError::Size {
@@ -331,7 +350,8 @@ impl<R: Read> Read for VerifyingReader<R> {
 
 /// Extracts a [`DigestError`] carried inside an `io::Error` by [`VerifyingReader`].
 pub fn digest_error_of(e: &io::Error) -> Option<&DigestError> {
-    e.get_ref().and_then(|inner| inner.downcast_ref::<DigestError>())
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<DigestError>())
 }
 
 #[cfg(test)]
@@ -346,7 +366,10 @@ mod tests {
         assert_eq!(d.to_string(), EMPTY);
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(Digest::sha256_of(b""), d);
-        assert_eq!(d.layout_path(), std::path::Path::new("blobs/sha256").join(d.hex()));
+        assert_eq!(
+            d.layout_path(),
+            std::path::Path::new("blobs/sha256").join(d.hex())
+        );
     }
 
     #[test]
@@ -388,13 +411,19 @@ mod tests {
         let e = VerifyingReader::new(&data[..], wrong, data.len() as u64)
             .read_to_end(&mut out)
             .unwrap_err();
-        assert!(matches!(digest_error_of(&e), Some(DigestError::Mismatch { .. })));
+        assert!(matches!(
+            digest_error_of(&e),
+            Some(DigestError::Mismatch { .. })
+        ));
 
         let d = Digest::sha256_of(data);
         let e = VerifyingReader::new(&data[..5], d.clone(), data.len() as u64)
             .read_to_end(&mut Vec::new())
             .unwrap_err();
-        assert!(matches!(digest_error_of(&e), Some(DigestError::Size { .. })));
+        assert!(matches!(
+            digest_error_of(&e),
+            Some(DigestError::Size { .. })
+        ));
 
         // a longer body: the reader stops at `size`; the extra byte is detected separately
         let long = b"hello world!";
@@ -402,7 +431,10 @@ mod tests {
         let mut r = VerifyingReader::new(&mut inner, d.clone(), data.len() as u64);
         r.read_to_end(&mut Vec::new()).unwrap();
         let e = VerifyingReader::ensure_inner_exhausted(&mut inner, &d, 11).unwrap_err();
-        assert!(matches!(digest_error_of(&e), Some(DigestError::Size { .. })));
+        assert!(matches!(
+            digest_error_of(&e),
+            Some(DigestError::Size { .. })
+        ));
     }
 
     proptest::proptest! {

@@ -98,7 +98,10 @@ impl Error {
         kind: ErrorKind,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        Error { kind, source: source.into() }
+        Error {
+            kind,
+            source: source.into(),
+        }
     }
 
     /// The coarse kind, for exit codes and hints.

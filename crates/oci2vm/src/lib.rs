@@ -12,6 +12,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod fs;
 pub mod layers;
 
 pub use digest::{Algorithm, Digest};

@@ -21,7 +21,11 @@ pub struct ContentRef {
 
 impl ContentRef {
     /// An empty file's content.
-    pub const EMPTY: ContentRef = ContentRef { segment: 0, offset: 0, len: 0 };
+    pub const EMPTY: ContentRef = ContentRef {
+        segment: 0,
+        offset: 0,
+        len: 0,
+    };
 }
 
 /// One append-only segment.
@@ -53,7 +57,9 @@ impl Default for Spool {
 impl Spool {
     /// An empty spool; segment 0 is an empty in-memory segment (used by [`ContentRef::EMPTY`]).
     pub fn new() -> Self {
-        Spool { segments: vec![Segment::Memory(Vec::new())] }
+        Spool {
+            segments: vec![Segment::Memory(Vec::new())],
+        }
     }
 
     /// Adds a segment and returns its index.
@@ -84,7 +90,11 @@ impl Spool {
                 off
             }
         };
-        Ok(ContentRef { segment, offset, len: data.len() as u64 })
+        Ok(ContentRef {
+            segment,
+            offset,
+            len: data.len() as u64,
+        })
     }
 
     /// Appends everything `r` yields to a segment (streaming, bounded buffer).
@@ -116,7 +126,11 @@ impl Spool {
                 (start, v.len() as u64 - start)
             }
         };
-        Ok(ContentRef { segment, offset: start, len: total })
+        Ok(ContentRef {
+            segment,
+            offset: start,
+            len: total,
+        })
     }
 
     /// Reads up to `buf.len()` bytes of `content` starting at `pos` within it.
@@ -140,7 +154,11 @@ impl Spool {
 
     /// A sequential reader over one file's content.
     pub fn reader<'a>(&'a self, content: &ContentRef) -> ContentReader<'a> {
-        ContentReader { spool: self, content: *content, pos: 0 }
+        ContentReader {
+            spool: self,
+            content: *content,
+            pos: 0,
+        }
     }
 
     fn segment(&self, i: u32) -> io::Result<&Segment> {
@@ -153,7 +171,10 @@ impl Spool {
 }
 
 fn out_of_range() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, "content reference outside the spool")
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "content reference outside the spool",
+    )
 }
 
 fn read_retry(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -177,7 +198,10 @@ impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.spool.read_at(&self.content, self.pos, buf)?;
         if n == 0 && self.pos < self.content.len && !buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "spool segment truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "spool segment truncated",
+            ));
         }
         self.pos += n as u64;
         Ok(n)
@@ -207,7 +231,10 @@ mod tests {
             assert_eq!(&two, b"d!");
         }
         let mut empty = Vec::new();
-        spool.reader(&ContentRef::EMPTY).read_to_end(&mut empty).unwrap();
+        spool
+            .reader(&ContentRef::EMPTY)
+            .read_to_end(&mut empty)
+            .unwrap();
         assert!(empty.is_empty());
     }
 }

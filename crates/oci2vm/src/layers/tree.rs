@@ -134,7 +134,15 @@ pub struct Inode {
 impl Inode {
     /// A new inode with no names yet.
     pub fn new(kind: InodeKind, mode: u32, uid: u32, gid: u32, mtime: Timestamp) -> Self {
-        Inode { kind, mode: mode & 0o7777, uid, gid, mtime, xattrs: Xattrs::new(), nlink: 0 }
+        Inode {
+            kind,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            mtime,
+            xattrs: Xattrs::new(),
+            nlink: 0,
+        }
     }
 
     /// Is this a directory?
@@ -191,7 +199,10 @@ impl Tree {
             desc_touched_layer: NO_LAYER,
             live: true,
         };
-        Tree { nodes: vec![node], inodes: vec![root] }
+        Tree {
+            nodes: vec![node],
+            inodes: vec![root],
+        }
     }
 
     /// The root entry.
@@ -286,7 +297,9 @@ impl Tree {
 
     /// Children of a directory sorted by raw name bytes (empty for non-directories).
     pub fn children_sorted(&self, dir: NodeId) -> Vec<NodeId> {
-        let Some(ch) = self.node(dir).children.as_ref() else { return Vec::new() };
+        let Some(ch) = self.node(dir).children.as_ref() else {
+            return Vec::new();
+        };
         let mut v: Vec<(&[u8], NodeId)> = ch.iter().map(|(k, v)| (&k[..], *v)).collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         v.into_iter().map(|(_, id)| id).collect()
@@ -338,7 +351,10 @@ impl Tree {
 
     /// True when the tree holds only the root.
     pub fn is_empty(&self) -> bool {
-        self.node(self.root()).children.as_ref().is_none_or(|c| c.is_empty())
+        self.node(self.root())
+            .children
+            .as_ref()
+            .is_none_or(|c| c.is_empty())
     }
 
     /// Number of subdirectories of a directory entry (for on-disk link counts).
@@ -355,7 +371,9 @@ mod tests {
 
     fn file(tree: &mut Tree, dir: NodeId, name: &str) -> NodeId {
         let ino = tree.add_inode(Inode::new(
-            InodeKind::File { content: ContentRef::EMPTY },
+            InodeKind::File {
+                content: ContentRef::EMPTY,
+            },
             0o644,
             0,
             0,
@@ -365,7 +383,13 @@ mod tests {
     }
 
     fn dir(tree: &mut Tree, parent: NodeId, name: &str) -> NodeId {
-        let ino = tree.add_inode(Inode::new(InodeKind::Dir, 0o755, 0, 0, Timestamp::default()));
+        let ino = tree.add_inode(Inode::new(
+            InodeKind::Dir,
+            0o755,
+            0,
+            0,
+            Timestamp::default(),
+        ));
         tree.link(parent, name.as_bytes(), ino, 0)
     }
 
@@ -377,8 +401,11 @@ mod tests {
         file(&mut t, b, "z");
         file(&mut t, b, "a");
         file(&mut t, r, "a");
-        let paths: Vec<String> =
-            t.walk().iter().map(|n| String::from_utf8(t.path(*n)).unwrap()).collect();
+        let paths: Vec<String> = t
+            .walk()
+            .iter()
+            .map(|n| String::from_utf8(t.path(*n)).unwrap())
+            .collect();
         assert_eq!(paths, ["a", "b", "b/a", "b/z"]);
         assert_eq!(t.len(), 4);
         assert_eq!(t.subdir_count(r), 1);
