@@ -1,6 +1,8 @@
 //! Shared helpers for the ext4/cpio format tests: tree building, tool oracles, read-back.
 #![allow(dead_code)]
 
+pub mod tarload;
+
 use std::path::Path;
 use std::process::Command;
 
