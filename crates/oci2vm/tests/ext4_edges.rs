@@ -1,5 +1,7 @@
 //! ext4 writer edge cases, each image checked by `e2fsck -fn`, ext4-view and debugfs.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use common::{Fx, T0, compare_with_ext4_view, debugfs, fsck, have_tool};

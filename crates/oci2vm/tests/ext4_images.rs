@@ -1,5 +1,7 @@
 //! ext4 writer on real rootfs trees, large files and determinism.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::path::{Path, PathBuf};
