@@ -23,7 +23,9 @@ fn main() {
     let load = t0.elapsed();
     let t1 = Instant::now();
     let opts = Ext4Options {
-        timestamp: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()),
+        timestamp: std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.parse().ok()),
         ..Ext4Options::default()
     };
     let report = write_ext4(&fx.tree, &fx.spool, args[2].as_ref(), &opts).expect("write_ext4");

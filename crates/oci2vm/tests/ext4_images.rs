@@ -74,6 +74,16 @@ fn debian_minbase_rootfs() {
     std::fs::remove_file(&img).unwrap();
     write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
     assert_eq!(sha_file(&img), first, "same tree and options => same bytes");
+    std::fs::remove_file(&img).unwrap();
+    let opts = Ext4Options {
+        journal: true,
+        size: Some(2 << 30),
+        ..opts
+    };
+    let report = write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
+    assert_eq!(report.blocks, (2 << 30) / 4096);
+    fsck(&img);
+    assert!(common::dumpe2fs_features(&img).contains("has_journal"));
 }
 
 fn pattern(len: usize, salt: u8) -> Vec<u8> {

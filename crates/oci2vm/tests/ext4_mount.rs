@@ -17,6 +17,15 @@ fn skip(reason: &str) {
 
 #[test]
 fn kernel_mounts_read_write_and_stays_clean() {
+    mount_cycle(false);
+}
+
+#[test]
+fn kernel_mounts_journaled_image() {
+    mount_cycle(true);
+}
+
+fn mount_cycle(journal: bool) {
     if !have_tool("e2fsck") {
         return;
     }
@@ -37,7 +46,19 @@ fn kernel_mounts_read_write_and_stays_clean() {
     x.xattrs.insert(b"user.big".to_vec(), vec![1; 2000]);
     fx.add("xdir", x);
     let img = tmp.path().join("rw.ext4");
-    write_ext4(&fx.tree, &fx.spool, &img, &Ext4Options::default()).unwrap();
+    write_ext4(
+        &fx.tree,
+        &fx.spool,
+        &img,
+        &Ext4Options {
+            journal,
+            ..Ext4Options::default()
+        },
+    )
+    .unwrap();
+    fsck(&img);
+    let features = common::dumpe2fs_features(&img);
+    assert_eq!(features.contains("has_journal"), journal, "{features}");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let out = Command::new("mount")

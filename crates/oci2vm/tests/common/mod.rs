@@ -50,6 +50,20 @@ pub fn debugfs(image: &Path, cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The "Filesystem features:" line of `dumpe2fs -h`.
+pub fn dumpe2fs_features(image: &Path) -> String {
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(image)
+        .output()
+        .expect("dumpe2fs runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("Filesystem features:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A tree plus spool under construction.
 #[derive(Debug)]
 pub struct Fx {

@@ -110,6 +110,8 @@ pub struct Plan {
     pub time: i64,
     /// Xattrs dropped (no ext4 namespace).
     pub dropped_xattrs: u64,
+    /// Journal: first block and length (0 without a journal).
+    pub journal: (u64, u64),
 }
 
 impl Plan {
@@ -272,6 +274,7 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
         synthetic_lpf,
         time: 0,
         dropped_xattrs: 0,
+        journal: (0, 0),
     };
     place_xattrs(tree, &mut plan)?;
 
@@ -321,6 +324,11 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
 
     // Place pre-data blocks.
     let mut next = plan.meta_end;
+    if plan.journal.1 > 0 {
+        plan.journal.0 = next;
+        next +=
+            plan.journal.1 + extent::blocks_needed(extent::contiguous(0, 0, plan.journal.1).len());
+    }
     for p in plan.inodes.iter_mut().flatten() {
         if p.nblocks > 0 {
             p.first_block = next;
@@ -393,7 +401,7 @@ fn place_xattrs(tree: &Tree, plan: &mut Plan) -> Result<(), Ext4Error> {
 fn geometry(
     plan: &mut Plan,
     opts: &Ext4Options,
-    pre_data: u64,
+    mut pre_data: u64,
     data_bound: u64,
 ) -> Result<(), Ext4Error> {
     let used = u64::from(plan.max_ino());
@@ -404,7 +412,12 @@ fn geometry(
             let s = (content + content / 4 + 64 * MIB).div_ceil(MIB) * MIB;
             // Enough groups that the default inode count fits 32768 inodes per group.
             let inodes = opts.inodes.map_or(used + used / 4 + 64, u64::from);
-            s.max(inodes.div_ceil(BLOCKS_PER_GROUP) * BLOCKS_PER_GROUP * BLOCK_SIZE)
+            let s = s.max(inodes.div_ceil(BLOCKS_PER_GROUP) * BLOCKS_PER_GROUP * BLOCK_SIZE);
+            if opts.journal {
+                s + super::journal::default_blocks(s / BLOCK_SIZE) * BLOCK_SIZE
+            } else {
+                s
+            }
         }
     };
     let blocks = size / BLOCK_SIZE;
@@ -452,6 +465,11 @@ fn geometry(
     plan.inode_bitmaps = plan.block_bitmaps + groups;
     plan.inode_tables = plan.inode_bitmaps + groups;
     plan.meta_end = plan.inode_tables + groups * ipg / per_block;
+    if opts.journal {
+        let j = super::journal::default_blocks(blocks);
+        plan.journal.1 = j;
+        pre_data += j + extent::blocks_needed(extent::contiguous(0, 0, j).len());
+    }
     let needed = (plan.meta_end + pre_data + data_bound) * BLOCK_SIZE;
     if needed > blocks * BLOCK_SIZE {
         return Err(Ext4Error::NoSpace { needed, size });

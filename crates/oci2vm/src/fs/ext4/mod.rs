@@ -23,6 +23,7 @@ mod dir;
 mod extent;
 mod group;
 mod inode;
+mod journal;
 mod layout;
 mod superblock;
 mod writer;
@@ -58,6 +59,8 @@ pub struct Ext4Options {
     /// Superblock timestamps (mkfs, write, last check). `None`: the newest mtime in the tree
     /// (callers pass `SOURCE_DATE_EPOCH` here when it is set). Never the wall clock.
     pub timestamp: Option<i64>,
+    /// Add an internal JBD2 journal (inode 8, empty and clean), sized like mke2fs does.
+    pub journal: bool,
 }
 
 impl Default for Ext4Options {
@@ -70,6 +73,7 @@ impl Default for Ext4Options {
             seed: [0; 16],
             label: Vec::new(),
             timestamp: None,
+            journal: false,
         }
     }
 }

@@ -22,6 +22,8 @@
 
 use super::{put16, put32};
 
+/// `compat`: an internal journal (inode 8).
+pub const COMPAT_HAS_JOURNAL: u32 = 0x4;
 /// `compat`: extended attributes.
 pub const COMPAT_EXT_ATTR: u32 = 0x8;
 /// `compat`: the kernel may index directories it grows.
@@ -66,6 +68,8 @@ pub struct Superblock {
     pub label: [u8; 16],
     /// mkfs/write/check time.
     pub time: i64,
+    /// Journal inode `i_block` words and size, when there is a journal.
+    pub journal: Option<([u8; 60], u64)>,
 }
 
 impl Superblock {
@@ -93,11 +97,20 @@ impl Superblock {
         put32(&mut b, 0x4C, 1); // dynamic rev
         put32(&mut b, 0x54, 11);
         put16(&mut b, 0x58, super::INODE_SIZE as u16);
-        put32(
-            &mut b,
-            0x5C,
-            COMPAT_EXT_ATTR | COMPAT_DIR_INDEX | COMPAT_SPARSE_SUPER2,
-        );
+        let journal = if self.journal.is_some() {
+            COMPAT_HAS_JOURNAL
+        } else {
+            0
+        };
+        let compat = COMPAT_EXT_ATTR | COMPAT_DIR_INDEX | COMPAT_SPARSE_SUPER2 | journal;
+        put32(&mut b, 0x5C, compat);
+        if let Some((i_block, size)) = &self.journal {
+            put32(&mut b, 0xE0, super::journal::JOURNAL_INO);
+            b[0xFD] = 1; // s_jnl_blocks holds a backup of the journal inode's i_block
+            b[0x10C..0x10C + 60].copy_from_slice(i_block);
+            put32(&mut b, 0x10C + 60, (size >> 32) as u32);
+            put32(&mut b, 0x10C + 64, *size as u32);
+        }
         put32(
             &mut b,
             0x60,
@@ -149,6 +162,7 @@ mod tests {
             hash_seed: [9; 16],
             label: *b"root\0\0\0\0\0\0\0\0\0\0\0\0",
             time: 0x1_2345_6789,
+            journal: None,
         };
         let b = sb.encode();
         assert_eq!(&b[0x38..0x3A], &[0x53, 0xEF]);

@@ -107,6 +107,13 @@ impl Blocks<'_> {
         self.at + (self.buf.len() / BS) as u64
     }
 
+    /// Leaves `n` blocks unwritten (holes).
+    fn skip(&mut self, n: u64) -> Result<(), Ext4Error> {
+        self.flush()?;
+        self.at += n;
+        Ok(())
+    }
+
     fn append(&mut self, data: &[u8]) -> Result<(), Ext4Error> {
         self.room(data.len())?;
         self.buf.extend_from_slice(data);
@@ -149,6 +156,16 @@ fn write_all(
         at: plan.meta_end,
         written: 0,
     };
+
+    // The journal: its superblock, a zeroed (sparse) log, tree blocks if it needs any.
+    let (uuid, _) = derive_ids(opts);
+    if plan.journal.1 > 0 {
+        w.append(&super::journal::superblock(plan.journal.1, &uuid))?;
+        w.skip(plan.journal.1 - 1)?;
+        for b in journal_tree(plan).blocks {
+            w.append(&b)?;
+        }
+    }
 
     // Directory, symlink and xattr blocks.
     let mut scratch = Vec::new();
@@ -321,7 +338,32 @@ fn write_inodes(
     Ok(())
 }
 
+fn journal_tree(plan: &Plan) -> extent::ExtentTree {
+    let (first, n) = plan.journal;
+    extent::build(&extent::contiguous(0, first, n), first + n)
+}
+
 fn encode_inode(tree: &Tree, plan: &Plan, map: &FileMap, ino: usize, out: &mut [u8]) {
+    if ino as u32 == super::journal::JOURNAL_INO && plan.journal.1 > 0 {
+        let t = journal_tree(plan);
+        let blocks = plan.journal.1 + t.blocks.len() as u64;
+        let time = crate::layers::tree::Timestamp::from_secs(plan.time);
+        DiskInode {
+            mode: 0o100600,
+            uid: 0,
+            gid: 0,
+            size: plan.journal.1 * BLOCK_SIZE,
+            time,
+            links: 1,
+            blocks_512: blocks * (BLOCK_SIZE / 512),
+            flags: EXTENTS_FL,
+            i_block: t.root,
+            xattr_block: 0,
+            inline_xattrs: None,
+        }
+        .encode(out);
+        return;
+    }
     let Some(p) = plan.inodes[ino].as_ref() else {
         return;
     };
@@ -471,6 +513,8 @@ fn write_metadata(
         hash_seed,
         label,
         time: plan.time,
+        journal: (plan.journal.1 > 0)
+            .then(|| (journal_tree(plan).root, plan.journal.1 * BLOCK_SIZE)),
     };
     w.file
         .write_all_at(&sb.encode(), 1024)
