@@ -171,6 +171,16 @@ fn small_files_links_devices_xattrs_and_times() {
     fsck(&img);
     compare_with_ext4_view(&img, &fx);
 
+    assert!(common::dumpe2fs_features(&img).contains("metadata_csum"));
+    let plain = tmp.path().join("plain.ext4");
+    let no_csum = Ext4Options {
+        metadata_csum: false,
+        journal: true,
+        ..opts.clone()
+    };
+    write_ext4(&fx.tree, &fx.spool, &plain, &no_csum).unwrap();
+    fsck(&plain);
+    assert!(!common::dumpe2fs_features(&plain).contains("metadata_csum"));
     let st = debugfs(&img, "stat /hard/target");
     assert!(st.contains("Links: 2001"), "{st}");
     let st = debugfs(&img, "stat /dev/big");

@@ -131,6 +131,6 @@ fn golden_small_tree() {
     }
     assert_eq!(
         sha_file(&img),
-        "207846b433b255be86e7ccc044d06c3d0e804785282a5d7eebc125bf0facb63b"
+        "d350049b6c3f0d9b6caf0c05eff643776ba79bdc1ba859a2b06648eefd5f9c6a"
     );
 }

@@ -59,6 +59,7 @@ fn mount_cycle(journal: bool) {
     fsck(&img);
     let features = common::dumpe2fs_features(&img);
     assert_eq!(features.contains("has_journal"), journal, "{features}");
+    assert!(features.contains("metadata_csum"), "{features}");
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let out = Command::new("mount")
@@ -77,6 +78,7 @@ fn mount_cycle(journal: bool) {
         }
         Err(e) => return skip(&format!("mount not runnable: {e}")),
     }
+    let dmesg_before = dmesg_ext4_errors();
     let work = || -> std::io::Result<()> {
         assert_eq!(std::fs::read(mnt.join("etc/hostname"))?, b"vm\n");
         std::fs::write(mnt.join("etc/new"), vec![7u8; 1 << 20])?;
@@ -96,4 +98,18 @@ fn mount_cycle(journal: bool) {
     result.unwrap();
     assert!(um.success());
     fsck(&img);
+    if let (Some(before), Some(after)) = (dmesg_before, dmesg_ext4_errors()) {
+        assert_eq!(before, after, "the kernel logged ext4 errors (checksums?)");
+    }
+}
+
+/// Number of kernel log lines reporting ext4 errors or checksum failures (None: no dmesg).
+fn dmesg_ext4_errors() -> Option<usize> {
+    let out = Command::new("dmesg").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Some(
+        text.lines()
+            .filter(|l| l.contains("EXT4-fs error") || l.contains("checksum"))
+            .count(),
+    )
 }

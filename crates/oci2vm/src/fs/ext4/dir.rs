@@ -42,13 +42,22 @@ fn rec_len(name_len: usize) -> usize {
     (8 + name_len + 3) & !3
 }
 
+/// Bytes of a block available to entries (a checksum tail takes the last 12).
+fn capacity(tail: bool) -> usize {
+    if tail { BS - TAIL } else { BS }
+}
+
+/// Size of the `metadata_csum` tail entry.
+pub const TAIL: usize = 12;
+
 /// Blocks a directory needs for entries with these name lengths (`.` and `..` included by the
 /// caller), but at least `min_blocks`.
-pub fn blocks_for(name_lens: impl Iterator<Item = usize>, min_blocks: u64) -> u64 {
+pub fn blocks_for(name_lens: impl Iterator<Item = usize>, min_blocks: u64, tail: bool) -> u64 {
+    let cap = capacity(tail);
     let (mut blocks, mut used) = (1u64, 0usize);
     for len in name_lens {
         let r = rec_len(len);
-        if used + r > BS {
+        if used + r > cap {
             blocks += 1;
             used = 0;
         }
@@ -58,12 +67,16 @@ pub fn blocks_for(name_lens: impl Iterator<Item = usize>, min_blocks: u64) -> u6
 }
 
 /// Encodes a directory's blocks into `out` (appended), padded with empty blocks up to
-/// `min_blocks`. Returns the number of blocks written.
+/// `min_blocks`; with `tail`, every block ends in a 12-byte checksum entry (inode 0,
+/// `rec_len` 12, `file_type` 0xDE) whose checksum the caller fills in. Returns the number of
+/// blocks written.
 pub fn encode<'a>(
     entries: impl Iterator<Item = (u32, &'a [u8], u8)>,
     min_blocks: u64,
+    tail: bool,
     out: &mut Vec<u8>,
 ) -> u64 {
+    let cap = capacity(tail);
     let base = out.len();
     let mut block_start = base;
     let mut last: Option<usize> = None;
@@ -74,8 +87,8 @@ pub fn encode<'a>(
             None => block_start,
             Some(l) => l + usize::from(u16::from_le_bytes([out[l + 4], out[l + 5]])),
         };
-        let pos = if pos + r > block_start + BS {
-            close_block(out, last, block_start);
+        let pos = if pos + r > block_start + cap {
+            close_block(out, last, block_start, tail);
             block_start += BS;
             out.resize(block_start + BS, 0);
             block_start
@@ -89,23 +102,31 @@ pub fn encode<'a>(
         out[pos + 8..pos + 8 + name.len()].copy_from_slice(name);
         last = Some(pos);
     }
-    close_block(out, last, block_start);
+    close_block(out, last, block_start, tail);
     let mut blocks = ((out.len() - base) / BS) as u64;
     while blocks < min_blocks {
         let start = out.len();
         out.resize(start + BS, 0);
-        put16(out, start + 4, BS as u16);
+        close_block(out, None, start, tail);
         blocks += 1;
     }
     blocks
 }
 
-/// Stretches the last entry of the block at `block_start` to the block's end (or writes one
-/// empty entry into an empty block).
-fn close_block(out: &mut [u8], last: Option<usize>, block_start: usize) {
+/// Stretches the last entry of the block at `block_start` to the usable end (or writes one
+/// empty entry into an empty block), then writes the checksum tail entry if asked.
+fn close_block(out: &mut [u8], last: Option<usize>, block_start: usize, tail: bool) {
+    let cap = capacity(tail);
     match last {
-        Some(l) if l >= block_start => put16(out, l + 4, (block_start + BS - l) as u16),
-        _ => put16(out, block_start + 4, BS as u16),
+        Some(l) if l >= block_start => put16(out, l + 4, (block_start + cap - l) as u16),
+        _ => put16(out, block_start + 4, cap as u16),
+    }
+    if tail {
+        let t = block_start + cap;
+        put32(out, t, 0);
+        put16(out, t + 4, TAIL as u16);
+        out[t + 6] = 0;
+        out[t + 7] = 0xDE;
     }
 }
 
@@ -146,8 +167,14 @@ mod tests {
                 .map(|(i, n)| (12 + i as u32, &n[..], ftype::REG)),
         );
         let mut out = Vec::new();
-        let n = encode(entries.iter().copied(), 1, &mut out);
-        assert_eq!(n, blocks_for(entries.iter().map(|e| e.1.len()), 1));
+        let n = encode(entries.iter().copied(), 1, false, &mut out);
+        assert_eq!(n, blocks_for(entries.iter().map(|e| e.1.len()), 1, false));
+        let mut csum = Vec::new();
+        let m = encode(entries.iter().copied(), 1, true, &mut csum);
+        assert_eq!(m, blocks_for(entries.iter().map(|e| e.1.len()), 1, true));
+        assert!(m >= n);
+        assert_eq!(parse(&csum).len(), 5002, "the tail entry has inode 0");
+        assert_eq!(&csum[BS - 6..BS - 4], &[0, 0xDE]);
         assert_eq!(out.len() as u64, n * BLOCK_SIZE);
         let back = parse(&out);
         assert_eq!(back.len(), 5002);
@@ -163,7 +190,7 @@ mod tests {
             (12, &long[..], 1),
         ];
         let mut out = Vec::new();
-        assert_eq!(encode(entries.iter().copied(), 4, &mut out), 4);
+        assert_eq!(encode(entries.iter().copied(), 4, false, &mut out), 4);
         assert_eq!(parse(&out).len(), 3);
         assert_eq!(&out[BS + 4..BS + 6], &(BS as u16).to_le_bytes());
     }

@@ -37,6 +37,10 @@ pub struct GroupDesc {
     pub free_inodes: u16,
     /// Directories in the group.
     pub used_dirs: u16,
+    /// Low 16 bits of the block bitmap's crc32c (`metadata_csum`).
+    pub block_bitmap_csum: u16,
+    /// Low 16 bits of the inode bitmap's crc32c (`metadata_csum`).
+    pub inode_bitmap_csum: u16,
 }
 
 impl GroupDesc {
@@ -49,16 +53,25 @@ impl GroupDesc {
         out[0x0E..0x10].copy_from_slice(&self.free_inodes.to_le_bytes());
         out[0x10..0x12].copy_from_slice(&self.used_dirs.to_le_bytes());
         out[0x12..DESC_SIZE].fill(0);
+        out[0x18..0x1A].copy_from_slice(&self.block_bitmap_csum.to_le_bytes());
+        out[0x1A..0x1C].copy_from_slice(&self.inode_bitmap_csum.to_le_bytes());
     }
 }
 
 /// Encodes a whole descriptor table, padded to whole blocks.
-pub fn encode_table(descs: &[GroupDesc]) -> Vec<u8> {
+/// With `seed` (`metadata_csum`), `bg_checksum` (0x1E) = low 16 bits of
+/// crc32c(seed, le32 group ++ descriptor with the checksum zeroed).
+pub fn encode_table(descs: &[GroupDesc], seed: Option<u32>) -> Vec<u8> {
     let bytes = descs.len() * DESC_SIZE;
     let padded = bytes.div_ceil(super::BLOCK_SIZE as usize) * super::BLOCK_SIZE as usize;
     let mut out = vec![0u8; padded];
     for (i, d) in descs.iter().enumerate() {
-        d.encode(&mut out[i * DESC_SIZE..(i + 1) * DESC_SIZE]);
+        let raw = &mut out[i * DESC_SIZE..(i + 1) * DESC_SIZE];
+        d.encode(raw);
+        if let Some(s) = seed {
+            let c = super::csum::crc32c(super::csum::crc32c(s, &(i as u32).to_le_bytes()), raw);
+            raw[0x1E..0x20].copy_from_slice(&(c as u16).to_le_bytes());
+        }
     }
     out
 }
@@ -76,8 +89,10 @@ mod tests {
             free_blocks: 0x1234,
             free_inodes: 7,
             used_dirs: 2,
+            block_bitmap_csum: 0,
+            inode_bitmap_csum: 0,
         };
-        let t = encode_table(&[d, GroupDesc::default()]);
+        let t = encode_table(&[d, GroupDesc::default()], None);
         assert_eq!(t.len(), 4096);
         assert_eq!(&t[0..4], &3u32.to_le_bytes());
         assert_eq!(&t[0x0C..0x0E], &0x1234u16.to_le_bytes());

@@ -294,7 +294,7 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
             None | Some(InodeKind::Dir) => {
                 let min = if ino as u32 == LPF_INO { LPF_BLOCKS } else { 1 };
                 let entries = plan.dir_entries(tree, ino as u32);
-                dir::blocks_for(entries.iter().map(|e| e.1.len()), min)
+                dir::blocks_for(entries.iter().map(|e| e.1.len()), min, opts.metadata_csum)
             }
             Some(InodeKind::Symlink { target }) => {
                 if target.is_empty() || target.len() >= BLOCK_SIZE as usize {

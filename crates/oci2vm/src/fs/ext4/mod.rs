@@ -19,6 +19,7 @@
 //! the superblock. See `docs/ext4.md` for the feature set and the sizing formula.
 
 mod bitmap;
+mod csum;
 mod dir;
 mod extent;
 mod group;
@@ -61,6 +62,8 @@ pub struct Ext4Options {
     pub timestamp: Option<i64>,
     /// Add an internal JBD2 journal (inode 8, empty and clean), sized like mke2fs does.
     pub journal: bool,
+    /// Checksum all metadata (`metadata_csum`, crc32c), as mke2fs does by default.
+    pub metadata_csum: bool,
 }
 
 impl Default for Ext4Options {
@@ -74,6 +77,7 @@ impl Default for Ext4Options {
             label: Vec::new(),
             timestamp: None,
             journal: false,
+            metadata_csum: true,
         }
     }
 }

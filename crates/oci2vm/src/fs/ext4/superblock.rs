@@ -42,6 +42,8 @@ pub const RO_COMPAT_LARGE_FILE: u32 = 0x2;
 pub const RO_COMPAT_HUGE_FILE: u32 = 0x8;
 /// `ro_compat`: more than 65000 subdirectories (link count 1).
 pub const RO_COMPAT_DIR_NLINK: u32 = 0x20;
+/// `ro_compat`: metadata checksums (crc32c).
+pub const RO_COMPAT_METADATA_CSUM: u32 = 0x400;
 /// `ro_compat`: inodes carry `i_extra_isize` bytes of extra fields.
 pub const RO_COMPAT_EXTRA_ISIZE: u32 = 0x40;
 
@@ -70,6 +72,8 @@ pub struct Superblock {
     pub time: i64,
     /// Journal inode `i_block` words and size, when there is a journal.
     pub journal: Option<([u8; 60], u64)>,
+    /// `metadata_csum`: crc32c over the superblock (and all other metadata).
+    pub metadata_csum: bool,
 }
 
 impl Superblock {
@@ -141,6 +145,13 @@ impl Superblock {
         b[0x274] = t_hi; // s_wtime_hi
         b[0x276] = t_hi; // s_mkfs_time_hi
         b[0x277] = t_hi; // s_lastcheck_hi
+        if self.metadata_csum {
+            let ro = u32::from_le_bytes([b[0x64], b[0x65], b[0x66], b[0x67]]);
+            put32(&mut b, 0x64, ro | RO_COMPAT_METADATA_CSUM);
+            b[0x175] = 1; // crc32c
+            let c = super::csum::crc32c(!0, &b[..0x3FC]);
+            put32(&mut b, 0x3FC, c);
+        }
         b
     }
 }
@@ -163,6 +174,7 @@ mod tests {
             label: *b"root\0\0\0\0\0\0\0\0\0\0\0\0",
             time: 0x1_2345_6789,
             journal: None,
+            metadata_csum: true,
         };
         let b = sb.encode();
         assert_eq!(&b[0x38..0x3A], &[0x53, 0xEF]);

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::bitmap::{self, prefix_bitmap};
+use super::csum;
 use super::extent::{self, Extent};
 use super::group::{self, GroupDesc};
 use super::inode::{self, DiskInode, EXTENTS_FL};
@@ -159,10 +160,15 @@ fn write_all(
 
     // The journal: its superblock, a zeroed (sparse) log, tree blocks if it needs any.
     let (uuid, _) = derive_ids(opts);
+    let seed = opts.metadata_csum.then(|| csum::crc32c(!0, &uuid));
+    let iseed = |ino: u32| seed.map(|s| csum::inode_seed(s, ino, 0));
     if plan.journal.1 > 0 {
         w.append(&super::journal::superblock(plan.journal.1, &uuid))?;
         w.skip(plan.journal.1 - 1)?;
-        for b in journal_tree(plan).blocks {
+        for mut b in journal_tree(plan).blocks {
+            if let Some(s) = iseed(super::journal::JOURNAL_INO) {
+                csum::seal_extent_block(s, &mut b);
+            }
             w.append(&b)?;
         }
     }
@@ -190,15 +196,24 @@ fn write_all(
                 let n = super::dir::encode(
                     plan.dir_entries(tree, ino as u32).into_iter(),
                     min,
+                    seed.is_some(),
                     &mut scratch,
                 );
                 debug_assert_eq!(n, p.nblocks);
+                if let Some(s) = iseed(ino as u32) {
+                    for block in scratch.chunks_exact_mut(BS) {
+                        csum::seal_dir_block(s, block);
+                    }
+                }
             }
         }
         let ext = extent::contiguous(0, p.first_block, p.nblocks);
         let t = extent::build(&ext, p.first_block + p.nblocks);
-        for b in &t.blocks {
-            scratch.extend_from_slice(b);
+        for mut b in t.blocks {
+            if let Some(s) = iseed(ino as u32) {
+                csum::seal_extent_block(s, &mut b);
+            }
+            scratch.extend_from_slice(&b);
         }
         for chunk in scratch.chunks(BUF) {
             w.append(chunk)?;
@@ -206,7 +221,11 @@ fn write_all(
     }
     for x in &plan.xattr_blocks {
         debug_assert_eq!(w.next_block(), x.block);
-        w.append(&xattr::encode_block(&x.attrs, x.refcount))?;
+        let mut b = xattr::encode_block(&x.attrs, x.refcount);
+        if let Some(s) = seed {
+            csum::seal_xattr_block(s, x.block, &mut b);
+        }
+        w.append(&b)?;
     }
     debug_assert_eq!(w.next_block(), plan.data_start);
 
@@ -279,8 +298,11 @@ fn write_all(
         let need = extent::blocks_needed(ext.len());
         if need > 0 {
             let first = w.next_block();
-            let t = extent::build(ext, first);
-            for blk in &t.blocks {
+            let mut t = extent::build(ext, first);
+            for blk in &mut t.blocks {
+                if let Some(s) = iseed(ino as u32) {
+                    csum::seal_extent_block(s, blk);
+                }
                 w.append(blk)?;
             }
             map.trees[ino] = (first, need);
@@ -289,7 +311,7 @@ fn write_all(
     let used_blocks = w.next_block();
     w.flush()?;
 
-    write_inodes(tree, plan, &map, &mut w)?;
+    write_inodes(tree, plan, &map, seed, &mut w)?;
     write_metadata(tree, plan, opts, used_blocks, &mut w)
 }
 
@@ -305,6 +327,7 @@ fn write_inodes(
     tree: &Tree,
     plan: &Plan,
     map: &FileMap,
+    seed: Option<u32>,
     w: &mut Blocks<'_>,
 ) -> Result<(), Ext4Error> {
     let per_chunk = BUF / INODE_SIZE as usize;
@@ -324,6 +347,10 @@ fn write_inodes(
                 ino,
                 &mut chunk[off..off + INODE_SIZE as usize],
             );
+            let raw = &mut chunk[off..off + INODE_SIZE as usize];
+            if let Some(s) = seed.filter(|_| raw[..2] != [0, 0]) {
+                csum::seal_inode(s, ino as u32, raw);
+            }
         }
         let at = plan.inode_tables * BLOCK_SIZE + (first as u64 - 1) * INODE_SIZE;
         w.file
@@ -476,6 +503,8 @@ fn write_metadata(
             free_blocks: (valid - used) as u16,
             free_inodes: (ipg - iused) as u16,
             used_dirs: dirs[g as usize],
+            block_bitmap_csum: 0,
+            inode_bitmap_csum: 0,
         });
     }
     let ioerr = |path: &PathBuf| {
@@ -492,13 +521,20 @@ fn write_metadata(
             }
         }
     }
-    let table = group::encode_table(&descs);
+    let (uuid, hash_seed) = derive_ids(opts);
+    let seed = opts.metadata_csum.then(|| csum::crc32c(!0, &uuid));
+    if let Some(s) = seed {
+        for (g, d) in descs.iter_mut().enumerate() {
+            d.block_bitmap_csum = csum::crc32c(s, &bmaps[g]) as u16;
+            d.inode_bitmap_csum = csum::crc32c(s, &imaps[g][..(ipg / 8) as usize]) as u16;
+        }
+    }
+    let table = group::encode_table(&descs, seed);
     w.file
         .write_all_at(&table, BLOCK_SIZE)
         .map_err(ioerr(&w.path))?;
     w.written += table.len() as u64;
 
-    let (uuid, hash_seed) = derive_ids(opts);
     let mut label = [0u8; 16];
     let l = opts.label.len().min(16);
     label[..l].copy_from_slice(&opts.label[..l]);
@@ -513,6 +549,7 @@ fn write_metadata(
         hash_seed,
         label,
         time: plan.time,
+        metadata_csum: opts.metadata_csum,
         journal: (plan.journal.1 > 0)
             .then(|| (journal_tree(plan).root, plan.journal.1 * BLOCK_SIZE)),
     };
