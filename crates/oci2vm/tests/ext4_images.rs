@@ -134,3 +134,105 @@ fn golden_small_tree() {
         "d350049b6c3f0d9b6caf0c05eff643776ba79bdc1ba859a2b06648eefd5f9c6a"
     );
 }
+
+/// The busybox fixture's single layer (gunzipped by `gzip -dc`) through both writers.
+#[test]
+fn busybox_layer_to_ext4_and_cpio() {
+    let Some(tar) = fixtures() else { return };
+    if !have_tool("e2fsck") || !have_tool("cpio") {
+        return;
+    }
+    let oci = tar.parent().unwrap().parent().unwrap().join("oci/busybox");
+    let blob = |d: &str| {
+        oci.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "the test loader applies no whiteouts");
+    let tmp = scratch();
+    let layer_tar = tmp.path().join("layer.tar");
+    let out = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(blob(layers[0]["digest"].as_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(&layer_tar, out.stdout).unwrap();
+    let fx = tarload::load(&layer_tar, tmp.path());
+    let img = tmp.path().join("busybox.ext4");
+    let opts = Ext4Options {
+        uuid: Some([0x11; 16]),
+        inodes: Some(4096),
+        size: Some(64 << 20),
+        ..Ext4Options::default()
+    };
+    let report = write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
+    assert_eq!((report.blocks, report.inodes), (16384, 4096));
+    fsck(&img);
+    compare_with_ext4_view(&img, &fx);
+    let uuid = common::debugfs(&img, "stats");
+    assert!(
+        uuid.contains("11111111-1111-1111-1111-111111111111"),
+        "{uuid}"
+    );
+
+    let mut archive = Vec::new();
+    let r = oci2vm::fs::cpio::write_cpio(&fx.tree, &fx.spool, &mut archive).unwrap();
+    let mut child = std::process::Command::new("cpio")
+        .args(["-it", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&archive).unwrap();
+    let listed = child.wait_with_output().unwrap();
+    let n = String::from_utf8_lossy(&listed.stdout).lines().count() as u64;
+    assert_eq!(n, r.entries);
+    assert_eq!(n, fx.tree.len() as u64 + 1 + u64::from(r.added_console));
+}
+
+/// A tree that brings its own `lost+found` directory (with content) keeps it as inode 11.
+#[test]
+fn tree_with_its_own_lost_and_found() {
+    if !have_tool("e2fsck") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fx = Fx::new();
+    fx.file("lost+found/stray", b"kept");
+    fx.file("a", b"1");
+    let img = tmp.path().join("lpf.ext4");
+    write_ext4(&fx.tree, &fx.spool, &img, &Ext4Options::default()).unwrap();
+    fsck(&img);
+    compare_with_ext4_view(&img, &fx);
+    let ls = common::debugfs(&img, "ls -l /");
+    assert!(
+        ls.lines()
+            .any(|l| l.trim_start().starts_with("11 ") && l.ends_with("lost+found")),
+        "{ls}"
+    );
+}
+
+/// A regular file named `lost+found` at the root keeps its name: no lost+found directory then
+/// (e2fsck only needs one to reconnect orphans).
+#[test]
+fn tree_with_a_file_named_lost_and_found() {
+    if !have_tool("e2fsck") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fx = Fx::new();
+    fx.file("lost+found", b"file");
+    let img = tmp.path().join("lpf-file.ext4");
+    let report = write_ext4(&fx.tree, &fx.spool, &img, &Ext4Options::default()).unwrap();
+    assert_eq!(report.used_inodes, 11);
+    fsck(&img);
+    compare_with_ext4_view(&img, &fx);
+}
