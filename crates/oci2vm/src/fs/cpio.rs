@@ -420,3 +420,52 @@ fn mtime32(path: &[u8], sec: i64) -> Result<u32, CpioError> {
         mtime: sec,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_newc_ascii_hex_and_padded() {
+        let mut w = CpioWriter::new(Vec::new());
+        let e = Entry {
+            ino: 7,
+            mode: mode::FILE | 0o644,
+            uid: 1,
+            gid: 2,
+            nlink: 1,
+            mtime: 0x10,
+            rdev: (0, 0),
+        };
+        w.entry(b"ab", &e, b"xyz").unwrap();
+        let out = w.finish().unwrap();
+        let head = std::str::from_utf8(&out[..110]).unwrap();
+        let want = [7u32, 0o100644, 1, 2, 1, 0x10, 3, 0, 0, 0, 0, 3, 0]
+            .iter()
+            .fold(String::from("070701"), |acc, f| acc + &format!("{f:08X}"));
+        assert_eq!(head, want);
+        // name "ab\0" after the 110-byte header, padded to 4 (113 -> 116), data padded to 4.
+        assert_eq!(&out[110..116], b"ab\0\0\0\0");
+        assert_eq!(&out[116..120], b"xyz\0");
+        assert!(std::str::from_utf8(&out[120..126]).unwrap() == "070701");
+        assert_eq!(out.len() % 4, 0);
+    }
+
+    #[test]
+    fn bad_names_and_sizes_are_errors() {
+        let mut w = CpioWriter::new(Vec::new());
+        assert!(matches!(
+            w.entry(b"", &Entry::default(), &[]),
+            Err(CpioError::Name { .. })
+        ));
+        assert!(matches!(
+            w.entry(b"a\0b", &Entry::default(), &[]),
+            Err(CpioError::Name { .. })
+        ));
+        let r = w.entry_from_reader(b"f", &Entry::default(), 4 << 30, &mut std::io::empty());
+        assert!(matches!(r, Err(CpioError::TooLarge { .. })));
+        let r = w.entry_from_reader(b"f", &Entry::default(), 5, &mut &b"abc"[..]);
+        assert!(matches!(r, Err(CpioError::Spool { .. })));
+        assert_eq!(mtime32(b"x", -5).unwrap(), 0);
+    }
+}

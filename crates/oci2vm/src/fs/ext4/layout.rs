@@ -476,3 +476,81 @@ fn geometry(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::spool::ContentRef;
+    use crate::layers::tree::{Inode, Timestamp};
+
+    fn tree() -> Tree {
+        let mut t = Tree::new(0o755, 0, 0, Timestamp::from_secs(5));
+        let r = t.root();
+        let d = t.add_inode(Inode::new(
+            InodeKind::Dir,
+            0o755,
+            0,
+            0,
+            Timestamp::from_secs(9),
+        ));
+        let b = t.link(r, b"b", d, 0);
+        let content = ContentRef {
+            segment: 0,
+            offset: 0,
+            len: 10_000,
+        };
+        let f = t.add_inode(Inode::new(
+            InodeKind::File { content },
+            0o644,
+            0,
+            0,
+            Timestamp::from_secs(7),
+        ));
+        t.link(b, b"f", f, 0);
+        t.link(r, b"a", f, 0);
+        t
+    }
+
+    #[test]
+    fn numbering_is_breadth_first_and_links_share() {
+        let t = tree();
+        let p = plan(&t, &Ext4Options::default()).unwrap();
+        // root 2, lost+found 11, then "a" (the file) 12, "b" 13; b/f is the same inode as a.
+        assert_eq!(p.max_ino(), 13);
+        let a = t.lookup(t.root(), b"a").unwrap();
+        assert_eq!(p.ino_of[t.node(a).inode.0 as usize], 12);
+        let root = p.inodes[ROOT_INO as usize].as_ref().unwrap();
+        assert_eq!(root.links, 4, "., .., b and lost+found");
+        let names: Vec<&[u8]> = p.dir_entries(&t, ROOT_INO).iter().map(|e| e.1).collect();
+        assert_eq!(names, [&b"."[..], b"..", b"a", b"b", b"lost+found"]);
+        assert_eq!(p.time, 9, "newest mtime");
+        assert!(p.data_start > p.meta_end);
+    }
+
+    #[test]
+    fn sizing_errors() {
+        let t = tree();
+        let small = Ext4Options {
+            size: Some(64 * 4096),
+            ..Ext4Options::default()
+        };
+        assert!(plan(&t, &small).is_ok());
+        let tiny = Ext4Options {
+            size: Some(4096),
+            ..Ext4Options::default()
+        };
+        assert!(matches!(plan(&t, &tiny), Err(Ext4Error::Option { .. })));
+        let few = Ext4Options {
+            inodes: Some(u32::MAX),
+            size: Some(1 << 30),
+            ..Ext4Options::default()
+        };
+        assert!(matches!(plan(&t, &few), Err(Ext4Error::Inodes { .. })));
+        let journal = Ext4Options {
+            size: Some(64 * 4096),
+            journal: true,
+            ..Ext4Options::default()
+        };
+        assert!(matches!(plan(&t, &journal), Err(Ext4Error::NoSpace { .. })));
+    }
+}

@@ -26,6 +26,7 @@ mod group;
 mod inode;
 mod journal;
 mod layout;
+mod metadata;
 mod superblock;
 mod writer;
 mod xattr;
