@@ -165,6 +165,7 @@ fn small_files_links_devices_xattrs_and_times() {
 
     let opts = Ext4Options {
         seed: [1; 16],
+        timestamp: Some(T0.sec),
         ..Ext4Options::default()
     };
     let img = write(&fx, tmp.path(), &opts);
@@ -300,6 +301,21 @@ fn directory_with_100k_entries() {
     eprintln!("fsck {:?}", t.elapsed());
     compare_with_ext4_view(&img, &fx);
     eprintln!("compare {:?}", t.elapsed());
+    let dump = debugfs(&img, "htree_dump /big");
+    assert!(
+        dump.contains("Indirect levels: 1"),
+        "two-level htree expected"
+    );
+    let linear = tmp.path().join("linear.ext4");
+    let opts = Ext4Options {
+        htree: false,
+        metadata_csum: false,
+        ..Ext4Options::default()
+    };
+    write_ext4(&fx.tree, &fx.spool, &linear, &opts).unwrap();
+    fsck(&linear);
+    let st = debugfs(&linear, "stat /big");
+    assert!(st.contains("Flags: 0x80000"), "linear directory:\n{st}");
 }
 
 /// ext4-view resolves paths by scanning linear directories, so this one is checked by

@@ -13,6 +13,7 @@
 //! extent blk = crc(inode seed, block[0..4092])             -> tail at 4092
 //! dir block  = crc(inode seed, block[0..4084])             -> 12-byte tail entry at 4084
 //! xattr blk  = crc(seed, le64 block ++ block, csum zeroed) -> h_checksum (0x10)
+//! dx block   = crc(inode seed, block[..count_offset + count*8] ++ dx_tail, csum zeroed)
 //! ```
 
 const fn table() -> [u32; 256] {

@@ -22,6 +22,8 @@ use super::xattr::{self, Attr};
 use super::{put16, put32};
 use crate::layers::tree::Timestamp;
 
+/// `i_flags`: hashed (htree) directory.
+pub const INDEX_FL: u32 = 0x1000;
 /// `i_flags`: extent-mapped.
 pub const EXTENTS_FL: u32 = 0x80000;
 /// Extra inode bytes in use (`i_extra_isize`).

@@ -60,6 +60,8 @@ pub struct PlanInode {
     pub children: (u32, u32),
     /// For directories: the on-disk link count.
     pub links: u16,
+    /// For directories: hashed (htree) rather than linear.
+    pub htree: bool,
     /// Xattr placement.
     pub xattrs: XattrPlace,
 }
@@ -112,6 +114,8 @@ pub struct Plan {
     pub dropped_xattrs: u64,
     /// Journal: first block and length (0 without a journal).
     pub journal: (u64, u64),
+    /// Directory hash seed (`s_hash_seed`).
+    pub hash_seed: [u8; 16],
 }
 
 impl Plan {
@@ -190,6 +194,7 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
         nblocks: 0,
         children: (0, 0),
         links: 1,
+        htree: false,
         xattrs: XattrPlace::None,
     };
     ino_of[tree.node(root).inode.0 as usize] = ROOT_INO;
@@ -275,6 +280,7 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
         time: 0,
         dropped_xattrs: 0,
         journal: (0, 0),
+        hash_seed: super::metadata::derive_ids(opts).1,
     };
     place_xattrs(tree, &mut plan)?;
 
@@ -287,6 +293,7 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
             continue;
         };
         let kind = p.source.map(|s| &tree.inode(s).kind);
+        let mut is_htree = false;
         if let Some(s) = p.source {
             newest = newest.max(tree.inode(s).mtime.sec);
         }
@@ -294,7 +301,15 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
             None | Some(InodeKind::Dir) => {
                 let min = if ino as u32 == LPF_INO { LPF_BLOCKS } else { 1 };
                 let entries = plan.dir_entries(tree, ino as u32);
-                dir::blocks_for(entries.iter().map(|e| e.1.len()), min, opts.metadata_csum)
+                let linear =
+                    dir::blocks_for(entries.iter().map(|e| e.1.len()), min, opts.metadata_csum);
+                let hashed = (opts.htree && linear > 1 && ino as u32 != LPF_INO)
+                    .then(|| {
+                        super::htree::blocks(&entries[2..], &plan.hash_seed, opts.metadata_csum)
+                    })
+                    .flatten();
+                is_htree = hashed.is_some();
+                hashed.unwrap_or(linear)
             }
             Some(InodeKind::Symlink { target }) => {
                 if target.is_empty() || target.len() >= BLOCK_SIZE as usize {
@@ -315,6 +330,7 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
         let tree_blocks = extent::blocks_needed(extent::contiguous(0, 0, nblocks).len());
         let p = plan.inodes[ino].as_mut().expect("checked above");
         p.nblocks = nblocks;
+        p.htree = is_htree;
         pre_data += nblocks + tree_blocks;
     }
     pre_data += plan.xattr_blocks.len() as u64;

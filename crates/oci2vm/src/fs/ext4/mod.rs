@@ -23,6 +23,7 @@ mod csum;
 mod dir;
 mod extent;
 mod group;
+mod htree;
 mod inode;
 mod journal;
 mod layout;
@@ -65,6 +66,8 @@ pub struct Ext4Options {
     pub journal: bool,
     /// Checksum all metadata (`metadata_csum`, crc32c), as mke2fs does by default.
     pub metadata_csum: bool,
+    /// Index directories larger than one block (htree, half-MD4), as the kernel does.
+    pub htree: bool,
 }
 
 impl Default for Ext4Options {
@@ -79,6 +82,7 @@ impl Default for Ext4Options {
             timestamp: None,
             journal: false,
             metadata_csum: true,
+            htree: true,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use super::csum;
 use super::extent::{self, Extent};
-use super::inode::{self, DiskInode, EXTENTS_FL};
+use super::inode::{self, DiskInode, EXTENTS_FL, INDEX_FL};
 use super::layout::{self, LPF_INO, Plan, XattrPlace};
 use super::xattr;
 use super::{BLOCK_SIZE, Ext4Error, Ext4Options, Ext4Report, INODE_SIZE};
@@ -181,6 +181,18 @@ fn write_all(
             Some(InodeKind::Symlink { target }) => {
                 scratch.extend_from_slice(target);
                 scratch.resize(BS, 0);
+            }
+            _ if p.htree => {
+                let entries = plan.dir_entries(tree, ino as u32);
+                let n = super::htree::encode(
+                    entries[0].0,
+                    entries[1].0,
+                    &entries[2..],
+                    &plan.hash_seed,
+                    iseed(ino as u32),
+                    &mut scratch,
+                );
+                debug_assert_eq!(n, p.nblocks);
             }
             _ => {
                 let min = if ino as u32 == LPF_INO {
@@ -414,7 +426,7 @@ fn encode_inode(tree: &Tree, plan: &Plan, map: &FileMap, ino: usize, out: &mut [
             let ext = extent::contiguous(0, p.first_block, p.nblocks);
             let t = extent::build(&ext, p.first_block + p.nblocks);
             i_block = t.root;
-            flags = EXTENTS_FL;
+            flags = EXTENTS_FL | if p.htree { INDEX_FL } else { 0 };
             blocks = p.nblocks + t.blocks.len() as u64;
             size = match src.map(|i| &i.kind) {
                 Some(InodeKind::Symlink { target }) => target.len() as u64,
