@@ -9,6 +9,7 @@
 
 pub mod cpio;
 pub mod dir;
+pub mod ext4;
 pub mod tar;
 
 use std::io;

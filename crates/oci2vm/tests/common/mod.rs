@@ -3,10 +3,14 @@
 //! (skip with a printed reason locally, fail when `CI=true`).
 #![allow(dead_code, clippy::unwrap_used)] // test support: panics are the failure reports
 
+pub mod ext4;
 pub mod fault_server;
 pub mod layers;
 pub mod local_registry;
+pub mod tarload;
 
+#[allow(unused_imports)]
+pub use ext4::*;
 #[allow(unused_imports)]
 pub use layers::*;
 
