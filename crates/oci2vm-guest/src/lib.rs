@@ -28,5 +28,7 @@ pub const OVERRIDE_PATH: &str = "/oci2vm-override";
 pub const PORT_STDOUT: &str = "oci2vm.stdout";
 /// Name of the virtio-serial port carrying the workload's stderr.
 pub const PORT_STDERR: &str = "oci2vm.stderr";
+/// Name of the virtio-serial port carrying stdin (present with `-i` only; host EOF = guest EOF).
+pub const PORT_STDIN: &str = "oci2vm.stdin";
 /// Name of the virtio-serial control port (events out, signals in).
 pub const PORT_CONTROL: &str = "oci2vm.ctl";
