@@ -13,6 +13,7 @@
 pub mod digest;
 pub mod error;
 pub mod fs;
+pub mod guest;
 pub mod layers;
 
 pub use digest::{Algorithm, Digest};
