@@ -7,10 +7,12 @@
 pub mod cmdline;
 pub mod codec;
 pub mod config;
+pub mod overlay;
 pub mod protocol;
 
 pub use cmdline::{CmdlineArgs, ConfigSource};
 pub use config::{GuestConfig, Mount, Network, Rlimit, RootDevice};
+pub use overlay::Overlay;
 pub use protocol::{Control, Event, Step};
 
 /// Where the image's runtime config lives in the root filesystem.

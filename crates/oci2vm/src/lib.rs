@@ -15,6 +15,7 @@ pub mod error;
 pub mod fs;
 pub mod guest;
 pub mod layers;
+pub mod vmm;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind};

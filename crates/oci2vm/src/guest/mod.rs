@@ -4,6 +4,7 @@
 //! initramfs); the VMM launcher boots them with the root disk. The contract with the init
 //! (config format, kernel command line, ports) is the `oci2vm-guest` crate.
 
+pub mod image;
 pub mod initramfs;
 pub mod kernel;
 pub mod modules;

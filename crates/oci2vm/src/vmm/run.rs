@@ -1,0 +1,287 @@
+//! The launcher: prepare a run directory, start virtiofsd and QEMU, relay, wait, clean up.
+
+use super::channels::Channels;
+use super::qemu::{self, RunPaths};
+use super::{Accel, KernelLog, LaunchError, RunOutcome, VmSpec, sys};
+use crate::guest::initramfs::override_segment;
+use oci2vm_guest::cmdline::MAX_INLINE_CONFIG;
+use oci2vm_guest::{CmdlineArgs, ConfigSource, Control, Event};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private directory for sockets and logs, removed on drop (no state left behind).
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn new() -> Result<Self, LaunchError> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!("oci2vm-run-{}-{nanos:x}", std::process::id()));
+        fs::create_dir(&dir).map_err(|e| LaunchError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        Ok(RunDir(dir))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Children killed on drop (virtiofsd, or QEMU on an error path).
+struct Reaper(Vec<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> LaunchError + '_ {
+    move |e| LaunchError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn choose_accel(spec: &VmSpec) -> Accel {
+    match spec.accel {
+        Some(a) => a,
+        None if sys::kvm_usable() => Accel::Kvm,
+        None => {
+            eprintln!("oci2vm: KVM is not usable here; using TCG emulation (slower)");
+            Accel::Tcg
+        }
+    }
+}
+
+fn start_virtiofsd(
+    spec: &VmSpec,
+    dir: &Path,
+    reaper: &mut Reaper,
+) -> Result<Vec<PathBuf>, LaunchError> {
+    if spec.volumes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bin = spec.virtiofsd.clone().ok_or(LaunchError::NoVirtiofsd)?;
+    let mut socks = Vec::new();
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let sock = dir.join(format!("fs{i}.sock"));
+        let log = dir.join(format!("virtiofsd{i}.log"));
+        let logf = fs::File::create(&log).map_err(io(&log))?;
+        let child = Command::new(&bin)
+            .arg(format!("--socket-path={}", sock.display()))
+            .arg("-o")
+            .arg(format!("source={}", v.host.display()))
+            .args(["-o", "cache=none"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| LaunchError::Spawn {
+                program: bin.display().to_string(),
+                source: e,
+            })?;
+        reaper.0.push(child);
+        let start = Instant::now();
+        while !sock.exists() {
+            if start.elapsed() > Duration::from_secs(5) {
+                return Err(LaunchError::Virtiofsd {
+                    path: v.host.clone(),
+                    log: tail(&log, 5),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        socks.push(sock);
+    }
+    Ok(socks)
+}
+
+/// Boots the VM described by `spec` and returns the workload's status.
+pub fn run(spec: &VmSpec) -> Result<RunOutcome, LaunchError> {
+    let dir = RunDir::new()?;
+    let accel = choose_accel(spec);
+    let mut reaper = Reaper(Vec::new());
+
+    // Config override: on the command line when short, else appended to a copy of the initramfs.
+    let mut initramfs = spec.initramfs.clone();
+    let mut args = CmdlineArgs {
+        debug: spec.debug,
+        ..Default::default()
+    };
+    if !spec.overlay.is_empty() {
+        if oci2vm_guest::codec::b64_encode(spec.overlay.as_bytes()).len() <= MAX_INLINE_CONFIG {
+            args.config = Some(ConfigSource::Inline(spec.overlay.clone()));
+        } else {
+            let copy = dir.0.join("initramfs.cpio.gz");
+            let mut bytes = fs::read(&spec.initramfs).map_err(io(&spec.initramfs))?;
+            bytes.extend_from_slice(&override_segment(&spec.overlay).map_err(|e| {
+                LaunchError::Io {
+                    path: copy.clone(),
+                    source: std::io::Error::other(e),
+                }
+            })?);
+            fs::write(&copy, bytes).map_err(io(&copy))?;
+            initramfs = copy;
+            args.config = Some(ConfigSource::File(oci2vm_guest::OVERRIDE_PATH.into()));
+        }
+    }
+    let cmdline = qemu::kernel_cmdline(spec, &args.render(), qemu::host_tsc_khz());
+
+    let kernel_log = match &spec.kernel_log {
+        KernelLog::Hidden => dir.0.join("kernel.log"),
+        KernelLog::File(p) => p.clone(),
+        KernelLog::Stderr => PathBuf::from("/dev/stderr"),
+    };
+    let paths = RunPaths {
+        kernel_log: kernel_log.clone(),
+        initramfs,
+        ctl: dir.0.join("ctl.sock"),
+        stdout: dir.0.join("stdout.sock"),
+        stderr: dir.0.join("stderr.sock"),
+        stdin: spec.stdin.then(|| dir.0.join("stdin.sock")),
+        virtiofs: start_virtiofsd(spec, &dir.0, &mut reaper)?,
+    };
+    let channels = Channels::start(
+        &paths.ctl,
+        (&paths.stdout, Box::new(std::io::stdout())),
+        (&paths.stderr, Box::new(std::io::stderr())),
+        paths.stdin.as_deref().map(|p| {
+            (
+                p,
+                Box::new(std::io::stdin()) as Box<dyn std::io::Read + Send>,
+            )
+        }),
+    )
+    .map_err(io(&dir.0))?;
+
+    let qemu_log = dir.0.join("qemu.log");
+    let qlog = fs::File::create(&qemu_log).map_err(io(&qemu_log))?;
+    if spec.catch_signals {
+        sys::catch_stop_signals();
+    }
+    let started = Instant::now();
+    let mut qemu = Command::new(&spec.qemu)
+        .args(qemu::args(spec, &paths, accel, &cmdline))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(qlog)
+        .process_group(0) // Ctrl-C reaches us, not QEMU: we stop the guest cleanly.
+        .spawn()
+        .map_err(|e| LaunchError::Spawn {
+            program: spec.qemu.display().to_string(),
+            source: e,
+        })?;
+
+    let mut events: Vec<(Instant, Event)> = Vec::new();
+    let mut stop_sent: Option<Instant> = None;
+    let mut poweroff_sent: Option<Instant> = None;
+    let mut timed_out = false;
+    let exit = loop {
+        match qemu.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(io(Path::new("qemu"))(e)),
+        }
+        events.extend(channels.poll_events());
+        if let Some(_sig) = sys::take_signal() {
+            if stop_sent.is_none() {
+                channels.send(Control::Signal(spec.stop_signal));
+                stop_sent = Some(Instant::now());
+            } else if poweroff_sent.is_none() {
+                channels.send(Control::Poweroff);
+                poweroff_sent = Some(Instant::now());
+            }
+        }
+        if let Some(t) = stop_sent
+            && poweroff_sent.is_none()
+            && t.elapsed() > spec.stop_timeout
+        {
+            channels.send(Control::Poweroff);
+            poweroff_sent = Some(Instant::now());
+        }
+        let overdue = spec.timeout.is_some_and(|t| started.elapsed() > t);
+        let stuck = poweroff_sent.is_some_and(|t| t.elapsed() > Duration::from_secs(5));
+        if overdue || stuck {
+            timed_out = overdue;
+            let _ = qemu.kill();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    events.extend(channels.finish());
+    drop(reaper);
+
+    let boot_to_exec = events
+        .iter()
+        .find(|(_, e)| *e == Event::Exec)
+        .map(|(t, _)| t.saturating_duration_since(started));
+    for (_, e) in &events {
+        match e {
+            Event::Exit(status) => {
+                return Ok(RunOutcome {
+                    status: *status,
+                    boot_to_exec,
+                    accel,
+                });
+            }
+            Event::Error { step, message } => {
+                return Err(LaunchError::Guest {
+                    step: step.name(),
+                    message: message.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    if timed_out {
+        return Err(LaunchError::Timeout {
+            secs: spec.timeout.map_or(0, |t| t.as_secs()),
+        });
+    }
+    // No control message: look for the init's error line on the kernel console.
+    let log = fs::read_to_string(&kernel_log).unwrap_or_default();
+    if let Some(Event::Error { step, message }) = log
+        .lines()
+        .filter_map(|l| {
+            l.find(oci2vm_guest::protocol::ERROR_PREFIX)
+                .map(|i| &l[i..])
+        })
+        .find_map(Event::parse)
+    {
+        return Err(LaunchError::Guest {
+            step: step.name(),
+            message,
+        });
+    }
+    if !exit.success() {
+        return Err(LaunchError::Qemu {
+            status: exit.to_string(),
+            stderr: tail(&qemu_log, 5),
+        });
+    }
+    Err(LaunchError::NoStatus {
+        log: tail(&kernel_log, 20),
+    })
+}
