@@ -10,7 +10,7 @@ pub mod qemu;
 mod run;
 mod sys;
 
-pub use run::run;
+pub use run::{RunIo, run, run_with};
 pub use sys::kvm_usable;
 
 use std::path::PathBuf;

@@ -10,6 +10,8 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A private directory for sockets and logs, removed on drop (no state left behind).
@@ -64,14 +66,47 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> LaunchError + '_ {
     }
 }
 
+/// Set once QEMU failed to run a KVM guest in this process (KVM_CREATE_VM can succeed on
+/// hosts where running a vCPU then fails, e.g. nested virtualisation without MSR support).
+static KVM_FAILED: AtomicBool = AtomicBool::new(false);
+
 fn choose_accel(spec: &VmSpec) -> Accel {
     match spec.accel {
         Some(a) => a,
-        None if sys::kvm_usable() => Accel::Kvm,
+        None if !KVM_FAILED.load(Ordering::Relaxed) && sys::kvm_usable() => Accel::Kvm,
         None => {
             eprintln!("oci2vm: KVM is not usable here; using TCG emulation (slower)");
             Accel::Tcg
         }
+    }
+}
+
+/// A writer shared between attempts (a KVM attempt that fails falls back to TCG).
+struct SharedWrite(Arc<Mutex<Box<dyn std::io::Write + Send>>>);
+
+impl std::io::Write for SharedWrite {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .flush()
+    }
+}
+
+struct SharedRead(Arc<Mutex<Box<dyn std::io::Read + Send>>>);
+
+impl std::io::Read for SharedRead {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .read(b)
     }
 }
 
@@ -119,10 +154,83 @@ fn start_virtiofsd(
     Ok(socks)
 }
 
-/// Boots the VM described by `spec` and returns the workload's status.
+/// Where the workload's streams go.
+pub struct RunIo {
+    /// Receives the workload's stdout.
+    pub stdout: Box<dyn std::io::Write + Send>,
+    /// Receives the workload's stderr.
+    pub stderr: Box<dyn std::io::Write + Send>,
+    /// Fed to the workload's stdin when `spec.stdin` is set.
+    pub stdin: Box<dyn std::io::Read + Send>,
+}
+
+impl std::fmt::Debug for RunIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunIo")
+    }
+}
+
+impl RunIo {
+    /// This process's stdin, stdout and stderr.
+    pub fn inherit() -> Self {
+        RunIo {
+            stdout: Box::new(std::io::stdout()),
+            stderr: Box::new(std::io::stderr()),
+            stdin: Box::new(std::io::stdin()),
+        }
+    }
+}
+
+/// Boots the VM described by `spec` with this process's stdio; returns the workload's status.
 pub fn run(spec: &VmSpec) -> Result<RunOutcome, LaunchError> {
-    let dir = RunDir::new()?;
+    run_with(spec, RunIo::inherit())
+}
+
+/// Boots the VM described by `spec` with the given streams; returns the workload's status.
+/// With automatic acceleration, a KVM attempt that dies before the guest is up is retried
+/// once with TCG.
+pub fn run_with(spec: &VmSpec, rio: RunIo) -> Result<RunOutcome, LaunchError> {
+    let out = Arc::new(Mutex::new(rio.stdout));
+    let err = Arc::new(Mutex::new(rio.stderr));
+    let inp = Arc::new(Mutex::new(rio.stdin));
+    let shared = || RunIo {
+        stdout: Box::new(SharedWrite(Arc::clone(&out))),
+        stderr: Box::new(SharedWrite(Arc::clone(&err))),
+        stdin: Box::new(SharedRead(Arc::clone(&inp))),
+    };
     let accel = choose_accel(spec);
+    match attempt(spec, accel, shared()) {
+        Err(Attempt::KvmBroken(_)) if spec.accel.is_none() => {
+            KVM_FAILED.store(true, Ordering::Relaxed);
+            let accel = choose_accel(spec);
+            attempt(spec, accel, shared()).map_err(Attempt::into_error)
+        }
+        r => r.map_err(Attempt::into_error),
+    }
+}
+
+/// Why an attempt failed: KVM broken (retryable with TCG) or a real error.
+enum Attempt {
+    KvmBroken(LaunchError),
+    Failed(LaunchError),
+}
+
+impl Attempt {
+    fn into_error(self) -> LaunchError {
+        match self {
+            Attempt::KvmBroken(e) | Attempt::Failed(e) => e,
+        }
+    }
+}
+
+impl From<LaunchError> for Attempt {
+    fn from(e: LaunchError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attempt> {
+    let dir = RunDir::new()?;
     let mut reaper = Reaper(Vec::new());
 
     // Config override: on the command line when short, else appended to a copy of the initramfs.
@@ -166,14 +274,9 @@ pub fn run(spec: &VmSpec) -> Result<RunOutcome, LaunchError> {
     };
     let channels = Channels::start(
         &paths.ctl,
-        (&paths.stdout, Box::new(std::io::stdout())),
-        (&paths.stderr, Box::new(std::io::stderr())),
-        paths.stdin.as_deref().map(|p| {
-            (
-                p,
-                Box::new(std::io::stdin()) as Box<dyn std::io::Read + Send>,
-            )
-        }),
+        (&paths.stdout, rio.stdout),
+        (&paths.stderr, rio.stderr),
+        paths.stdin.as_deref().map(|p| (p, rio.stdin)),
     )
     .map_err(io(&dir.0))?;
 
@@ -203,7 +306,7 @@ pub fn run(spec: &VmSpec) -> Result<RunOutcome, LaunchError> {
         match qemu.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => {}
-            Err(e) => return Err(io(Path::new("qemu"))(e)),
+            Err(e) => return Err(io(Path::new("qemu"))(e).into()),
         }
         events.extend(channels.poll_events());
         if let Some(_sig) = sys::take_signal() {
@@ -250,7 +353,8 @@ pub fn run(spec: &VmSpec) -> Result<RunOutcome, LaunchError> {
                 return Err(LaunchError::Guest {
                     step: step.name(),
                     message: message.clone(),
-                });
+                }
+                .into());
             }
             _ => {}
         }
@@ -258,7 +362,8 @@ pub fn run(spec: &VmSpec) -> Result<RunOutcome, LaunchError> {
     if timed_out {
         return Err(LaunchError::Timeout {
             secs: spec.timeout.map_or(0, |t| t.as_secs()),
-        });
+        }
+        .into());
     }
     // No control message: look for the init's error line on the kernel console.
     let log = fs::read_to_string(&kernel_log).unwrap_or_default();
@@ -273,15 +378,22 @@ pub fn run(spec: &VmSpec) -> Result<RunOutcome, LaunchError> {
         return Err(LaunchError::Guest {
             step: step.name(),
             message,
-        });
+        }
+        .into());
     }
     if !exit.success() {
-        return Err(LaunchError::Qemu {
+        let e = LaunchError::Qemu {
             status: exit.to_string(),
             stderr: tail(&qemu_log, 5),
+        };
+        return Err(if accel == Accel::Kvm && events.is_empty() {
+            Attempt::KvmBroken(e)
+        } else {
+            Attempt::Failed(e)
         });
     }
     Err(LaunchError::NoStatus {
         log: tail(&kernel_log, 20),
-    })
+    }
+    .into())
 }
