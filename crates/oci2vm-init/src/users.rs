@@ -8,7 +8,8 @@
 //!
 //! Semantics follow runc's `user.GetExecUser`, which Docker uses: a name must exist in passwd,
 //! a number need not; the primary group is the explicit group, else the passwd entry's, else 0;
-//! supplementary groups (groups listing the user as a member) only when no group is given;
+//! supplementary groups (groups listing the user as a member) only when no group is given,
+//! always preceded by the primary group as containerd does for Docker;
 //! HOME is the passwd entry's home directory, else `/`. No NSS: the files are parsed here.
 
 /// One /etc/passwd entry.
@@ -191,10 +192,14 @@ pub fn resolve(spec: &str, passwd: &[Passwd], groups: &[Group]) -> Result<Identi
             (gid, sup)
         }
     };
+    // Docker (containerd's WithAdditionalGIDs) lists the primary group among the
+    // supplementary ones, so `id` shows `groups=GID,...`.
+    let mut all = vec![gid];
+    all.extend(supplementary.into_iter().filter(|g| *g != gid));
     Ok(Identity {
         uid,
         gid,
-        groups: supplementary,
+        groups: all,
         home,
     })
 }
@@ -241,17 +246,17 @@ mod tests {
 
     #[test]
     fn resolution_table() {
-        assert_eq!(r(""), id(0, 0, &[], "/root"));
-        assert_eq!(r("root"), id(0, 0, &[], "/root"));
-        assert_eq!(r("app"), id(1000, 1000, &[10, 29], "/home/app"));
-        assert_eq!(r("1000"), id(1000, 1000, &[10, 29], "/home/app"));
-        assert_eq!(r("1000:1000"), id(1000, 1000, &[], "/home/app"));
-        assert_eq!(r("app:wheel"), id(1000, 10, &[], "/home/app"));
-        assert_eq!(r("nobody"), id(65534, 65534, &[], "/home"));
-        assert_eq!(r("4242"), id(4242, 0, &[], "/"));
-        assert_eq!(r("4242:4243"), id(4242, 4243, &[], "/"));
-        assert_eq!(r("nohome"), id(1001, 1001, &[], "/"));
-        assert_eq!(r("daemon:0"), id(1, 0, &[], "/usr/sbin"));
+        assert_eq!(r(""), id(0, 0, &[0], "/root"));
+        assert_eq!(r("root"), id(0, 0, &[0], "/root"));
+        assert_eq!(r("app"), id(1000, 1000, &[1000, 10, 29], "/home/app"));
+        assert_eq!(r("1000"), id(1000, 1000, &[1000, 10, 29], "/home/app"));
+        assert_eq!(r("1000:1000"), id(1000, 1000, &[1000], "/home/app"));
+        assert_eq!(r("app:wheel"), id(1000, 10, &[10], "/home/app"));
+        assert_eq!(r("nobody"), id(65534, 65534, &[65534], "/home"));
+        assert_eq!(r("4242"), id(4242, 0, &[0], "/"));
+        assert_eq!(r("4242:4243"), id(4242, 4243, &[4243], "/"));
+        assert_eq!(r("nohome"), id(1001, 1001, &[1001], "/"));
+        assert_eq!(r("daemon:0"), id(1, 0, &[0], "/usr/sbin"));
     }
 
     #[test]

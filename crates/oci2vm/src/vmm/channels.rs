@@ -85,7 +85,10 @@ impl Channels {
             std::thread::spawn(move || {
                 let Ok((mut s, _)) = l.accept() else { return };
                 let _ = io::copy(&mut input, &mut s);
-                let _ = s.shutdown(std::net::Shutdown::Both);
+                // Half-close so QEMU delivers what it has not read yet before it sees EOF;
+                // then hold the socket until QEMU closes it.
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                let _ = s.read(&mut [0u8; 1]);
             });
         }
         let control: Arc<Mutex<Option<UnixStream>>> = Arc::new(Mutex::new(None));

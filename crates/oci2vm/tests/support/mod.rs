@@ -80,8 +80,9 @@ pub fn env() -> Option<&'static Env> {
             .status()
             .expect("build-init.sh");
         assert!(st.success(), "build-init.sh failed");
-        let scratch = std::env::temp_dir().join(format!("oci2vm-e2e-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&scratch);
+        // Reused between runs (cargo's per-target scratch dir), so nothing piles up in /tmp.
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oci2vm-e2e");
+        let _ = std::fs::remove_dir_all(scratch.join("rootfs"));
         std::fs::create_dir_all(&scratch).expect("scratch");
         let init = workspace().join("target/x86_64-unknown-linux-gnu/release/oci2vm-init");
         let assets = guest::prepare(
@@ -186,6 +187,10 @@ pub fn spec(env: &Env, disk: &Path, overlay: &oci2vm_guest::Overlay) -> VmSpec {
     );
     s.overlay = overlay.render();
     s.timeout = Some(Duration::from_secs(60));
+    if let Some(log) = std::env::var_os("OCI2VM_E2E_KLOG") {
+        s.kernel_log = vmm::KernelLog::File(log.into());
+        s.debug = true;
+    }
     s
 }
 
@@ -227,15 +232,14 @@ pub fn runc(
     };
     let user = match (uid, gid, cfg.user.as_str()) {
         (_, _, "") => serde_json::json!({"uid": 0, "gid": 0}),
-        (Some(u), Some(g), _) => serde_json::json!({"uid": u, "gid": g}),
+        (Some(u), Some(g), _) => serde_json::json!({"uid": u, "gid": g, "additionalGids": [g]}),
         _ => return None, // runc's config takes numeric ids only; named users are resolved by docker
     };
     let env_list = oci2vm_test_env(cfg);
     let spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {"terminal": false, "user": user, "args": cfg.argv, "env": env_list,
-                     "cwd": if cfg.workdir.is_empty() { "/" } else { cfg.workdir.as_str() },
-                     "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}]},
+                     "cwd": if cfg.workdir.is_empty() { "/" } else { cfg.workdir.as_str() }},
         "root": {"path": env.rootfs.to_string_lossy(), "readonly": true},
         "hostname": "runc",
         "mounts": [
