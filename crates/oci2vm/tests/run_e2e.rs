@@ -29,13 +29,25 @@ impl Case {
     fn new(name: &'static str, argv: &[&str]) -> Self {
         let mut overlay = Overlay::new();
         overlay.argv(&v(argv));
-        Case { name, image: busybox_config(), overlay, stdin: b"", runc_user: None, compare_runc: true }
+        Case {
+            name,
+            image: busybox_config(),
+            overlay,
+            stdin: b"",
+            runc_user: None,
+            compare_runc: true,
+        }
     }
 
     /// Boots, checks against `want` (status, stdout), compares with runc, records the row.
     fn check(self, want_status: i32, want_stdout: &str) -> Outcome {
         let Some(env) = env() else {
-            return Outcome { status: want_status, stdout: want_stdout.into(), stderr: String::new(), boot_to_exec: None };
+            return Outcome {
+                status: want_status,
+                stdout: want_stdout.into(),
+                stderr: String::new(),
+                boot_to_exec: None,
+            };
         };
         let _g = serial();
         let disk = make_disk(env, self.name, &self.image);
@@ -46,11 +58,26 @@ impl Case {
         if let Some(u) = self.runc_user {
             merged.user = u.into();
         }
-        let runc = if self.compare_runc { support::runc(env, self.name, &merged, !self.stdin.is_empty()) } else { None };
+        let runc = if self.compare_runc {
+            support::runc(env, self.name, &merged, !self.stdin.is_empty())
+        } else {
+            None
+        };
         record(self.name, &merged, &r, runc.as_ref());
-        assert_eq!((r.status, r.stdout.as_str()), (want_status, want_stdout), "{}: stderr {:?}", self.name, r.stderr);
+        assert_eq!(
+            (r.status, r.stdout.as_str()),
+            (want_status, want_stdout),
+            "{}: stderr {:?}",
+            self.name,
+            r.stderr
+        );
         if let Some((code, out, _)) = &runc {
-            assert_eq!((*code, out.as_str()), (r.status, r.stdout.as_str()), "{}: runc differs", self.name);
+            assert_eq!(
+                (*code, out.as_str()),
+                (r.status, r.stdout.as_str()),
+                "{}: runc differs",
+                self.name
+            );
         }
         r
     }
@@ -60,8 +87,19 @@ fn record(name: &str, cfg: &GuestConfig, r: &Outcome, runc: Option<&(i32, String
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-vs-runc.tsv");
     let esc = |s: &str| s.replace('\n', "\\n").replace('\t', "\\t");
     let runc_cols = runc.map_or("-\t-".to_string(), |(c, o, _)| format!("{c}\t{}", esc(o)));
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{name}\t{}\t{}\t{}\t{runc_cols}\t{:?}", esc(&format!("{:?}", cfg.argv)), r.status, esc(&r.stdout), r.boot_to_exec);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(
+            f,
+            "{name}\t{}\t{}\t{}\t{runc_cols}\t{:?}",
+            esc(&format!("{:?}", cfg.argv)),
+            r.status,
+            esc(&r.stdout),
+            r.boot_to_exec
+        );
     }
 }
 
@@ -91,7 +129,12 @@ fn entrypoint_override() {
     let mut c = Case::new("entrypoint", &[]);
     c.image.argv = resolve_argv(&v(&["echo", "ep"]), &v(&["x"]), None, None);
     c.overlay = Overlay::new();
-    c.overlay.argv(&resolve_argv(&v(&["echo", "ep"]), &v(&["x"]), Some(&v(&["printf"])), Some(&v(&["%s-%s\n", "a", "b"]))));
+    c.overlay.argv(&resolve_argv(
+        &v(&["echo", "ep"]),
+        &v(&["x"]),
+        Some(&v(&["printf"])),
+        Some(&v(&["%s-%s\n", "a", "b"])),
+    ));
     c.check(0, "a-b\n");
 }
 
@@ -124,7 +167,10 @@ fn user_by_name() {
     c.overlay.user("nobody");
     c.runc_user = Some("65534:65534");
     c.image.env.push("HOME=/nonexistent".into()); // what Docker derives from passwd; runc does not
-    c.check(0, "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n/nonexistent\n");
+    c.check(
+        0,
+        "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n/nonexistent\n",
+    );
 }
 
 #[test]
@@ -189,14 +235,21 @@ fn stdin_forwarded_with_i() {
     let mut s = spec(env, &disk, &c.overlay);
     s.stdin = true;
     let r = boot(&s, c.stdin);
-    assert_eq!((r.status, r.stdout.as_str()), (0, "secret\ndone\n"), "{r:?}");
+    assert_eq!(
+        (r.status, r.stdout.as_str()),
+        (0, "secret\ndone\n"),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn default_path_when_image_sets_none() {
     let mut c = Case::new("default-path", &["sh", "-c", "echo $PATH"]);
     c.image.env.clear();
-    c.check(0, "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
+    c.check(
+        0,
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+    );
 }
 
 #[test]
@@ -204,7 +257,10 @@ fn command_not_found_is_127() {
     let mut c = Case::new("not-found", &["no-such-command"]);
     c.compare_runc = false; // runc itself fails to start (exit 1 here); Docker reports 127
     let r = c.check(127, "");
-    assert!(r.stderr.contains("executable file not found in $PATH"), "{r:?}");
+    assert!(
+        r.stderr.contains("executable file not found in $PATH"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -212,4 +268,98 @@ fn not_executable_is_126() {
     let mut c = Case::new("not-exec", &["/etc/passwd"]);
     c.compare_runc = false;
     c.check(126, "");
+}
+
+#[test]
+fn init_binary_is_static() {
+    let Some(_env) = env() else { return };
+    let init = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/x86_64-unknown-linux-gnu/release/oci2vm-init");
+    assert!(oci2vm::guest::is_static_elf(&init));
+    if let Ok(out) = std::process::Command::new("readelf")
+        .arg("-l")
+        .arg(&init)
+        .output()
+    {
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("INTERP"),
+            "readelf shows an interpreter"
+        );
+    }
+    assert!(
+        !oci2vm::guest::is_static_elf(std::path::Path::new("/bin/sh")),
+        "/bin/sh is dynamic"
+    );
+}
+
+#[test]
+fn volume_write_appears_on_host() {
+    let Some(env) = env() else { return };
+    let Some(virtiofsd) = oci2vm::vmm::find_virtiofsd() else {
+        skip("virtiofsd not installed");
+        return;
+    };
+    let _g = serial();
+    let host = env.scratch.join("volume");
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(&host).expect("mkdir");
+    let disk = make_disk(env, "volume", &busybox_config());
+    let mut o = Overlay::new();
+    o.argv(&v(&["sh", "-c", "echo from-guest > /data/hello.txt"]));
+    o.mount(&oci2vm_guest::Mount {
+        kind: "virtiofs".into(),
+        tag: "vol0".into(),
+        path: "/data".into(),
+        readonly: false,
+    });
+    let mut s = spec(env, &disk, &o);
+    s.virtiofsd = Some(virtiofsd);
+    s.volumes = vec![oci2vm::vmm::Volume {
+        host: host.clone(),
+        tag: "vol0".into(),
+    }];
+    let r = boot(&s, b"");
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("hello.txt")).expect("file on host"),
+        "from-guest\n"
+    );
+}
+
+#[test]
+fn published_port_reaches_guest_server() {
+    let Some(env) = env() else { return };
+    let _g = serial();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let disk = make_disk(env, "publish", &busybox_config());
+    let mut o = Overlay::new();
+    o.argv(&v(&["nc", "-l", "-p", "8080"]))
+        .network(&oci2vm_guest::Network::qemu_user());
+    let mut s = spec(env, &disk, &o);
+    s.network = Some(vec![oci2vm::vmm::PortForward {
+        host_addr: "127.0.0.1".into(),
+        host_port: port,
+        guest_port: 8080,
+    }]);
+    let client = std::thread::spawn(move || {
+        // Retry until the guest listens (QEMU accepts on the host side immediately, then
+        // resets when nothing listens in the guest, so write and check the server got it).
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(50) {
+            if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = c.write_all(b"ping\n");
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                if c.take_error().ok().flatten().is_none() {
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    });
+    let r = boot(&s, b"");
+    drop(client);
+    assert_eq!((r.status, r.stdout.as_str()), (0, "ping\n"), "{r:?}");
 }

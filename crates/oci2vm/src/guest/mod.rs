@@ -41,7 +41,7 @@ pub enum GuestError {
         reason: String,
     },
     /// The init binary was not found.
-    #[error("oci2vm-init not found (set OCI2VM_INIT or run scripts/build-init.sh)")]
+    #[error("static oci2vm-init not found (set OCI2VM_INIT or run scripts/build-init.sh)")]
     NoInit,
     /// Writing the initramfs failed.
     #[error("writing initramfs")]
@@ -88,12 +88,12 @@ pub struct GuestAssets {
     pub initramfs: PathBuf,
 }
 
-/// Finds the init binary: `$OCI2VM_INIT`, else next to the running executable, else the
+/// Finds the static init binary: `$OCI2VM_INIT`, else next to the running executable, else the
 /// workspace's `target/x86_64-unknown-linux-gnu/{release,debug}` (where build-init.sh puts it).
 pub fn locate_init() -> Result<PathBuf, GuestError> {
     if let Some(p) = std::env::var_os("OCI2VM_INIT") {
         let p = PathBuf::from(p);
-        return if p.is_file() {
+        return if is_static_elf(&p) {
             Ok(p)
         } else {
             Err(GuestError::NoInit)
@@ -120,8 +120,31 @@ pub fn locate_init() -> Result<PathBuf, GuestError> {
     candidates.push(ws.join("debug/oci2vm-init"));
     candidates
         .into_iter()
-        .find(|p| p.is_file())
+        .find(|p| is_static_elf(p))
         .ok_or(GuestError::NoInit)
+}
+
+/// True for an ELF64 executable without a `PT_INTERP` program header (statically linked);
+/// a dynamically linked init cannot start in the initramfs.
+pub fn is_static_elf(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else {
+        return false;
+    };
+    if b.get(0..6) != Some(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let rd = |off: usize, n: usize| -> Option<usize> {
+        let s = b.get(off..off.checked_add(n)?)?;
+        usize::try_from(s.iter().rev().fold(0u64, |a, &x| (a << 8) | u64::from(x))).ok()
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (rd(0x20, 8), rd(0x36, 2), rd(0x38, 2))
+    else {
+        return false;
+    };
+    (0..phnum).all(|i| {
+        let at = phoff.saturating_add(i.saturating_mul(phentsize));
+        rd(at, 4).is_some_and(|t| t != 3) // PT_INTERP = 3
+    })
 }
 
 /// Discovers the kernel and its modules, and builds (or reuses) the initramfs in `cache_dir`.
