@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! qemu-system-x86_64 -M microvm[,memory-backend=mem] -accel tcg|kvm -cpu max|host -m MiB -smp N
-//!   -nodefaults -no-user-config -no-reboot -display none
+//!   -nodefaults -no-user-config -no-reboot -display none [-global virtio-mmio.force-legacy=false]
 //!   -kernel bzImage -initrd initramfs -append "console=ttyS0 panic=-1 [quiet] tsc_early_khz=K oci2vm.*"
 //!   -chardev file,id=kl,path=LOG,append=on -serial chardev:kl        kernel log
 //!   -drive file=ROOT,format=raw,if=none,id=root[,readonly=on] -device virtio-blk-device,drive=root
@@ -109,6 +109,10 @@ pub fn args(spec: &VmSpec, paths: &RunPaths, accel: Accel, cmdline: &str) -> Vec
         "-display",
         "none",
     ]);
+    if spec.machine == Machine::Microvm {
+        // Modern (v2) virtio-mmio: vhost-user devices (virtiofsd) refuse legacy virtio.
+        push(&["-global", "virtio-mmio.force-legacy=false"]);
+    }
     push(&[
         "-kernel",
         &p(&spec.kernel),
@@ -215,6 +219,7 @@ mod tests {
         );
         assert!(j.contains("file=/r,,oot.ext4,format=raw"), "{j}");
         assert!(j.contains("-device virtio-blk-device,drive=root"));
+        assert!(j.contains("-global virtio-mmio.force-legacy=false"));
         assert!(j.contains("virtserialport,chardev=ctl,name=oci2vm.ctl"));
         assert!(!j.contains("netdev"), "no network unless asked: {j}");
         assert!(!j.contains("in,path"), "no stdin port without -i");

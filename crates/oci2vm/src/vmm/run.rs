@@ -124,7 +124,9 @@ fn start_virtiofsd(
         let sock = dir.join(format!("fs{i}.sock"));
         let log = dir.join(format!("virtiofsd{i}.log"));
         let logf = fs::File::create(&log).map_err(io(&log))?;
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        sys::die_with_parent(&mut cmd);
+        let child = cmd
             .arg(format!("--socket-path={}", sock.display()))
             .arg("-o")
             .arg(format!("source={}", v.host.display()))
@@ -286,7 +288,9 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
         sys::catch_stop_signals();
     }
     let started = Instant::now();
-    let mut qemu = Command::new(&spec.qemu)
+    let mut qemu_cmd = Command::new(&spec.qemu);
+    sys::die_with_parent(&mut qemu_cmd);
+    let mut qemu = qemu_cmd
         .args(qemu::args(spec, &paths, accel, &cmdline))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
