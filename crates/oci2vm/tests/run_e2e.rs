@@ -363,3 +363,70 @@ fn published_port_reaches_guest_server() {
     drop(client);
     assert_eq!((r.status, r.stdout.as_str()), (0, "ping\n"), "{r:?}");
 }
+
+#[test]
+fn init_failure_names_the_step() {
+    let Some(env) = env() else { return };
+    let _g = serial();
+    let disk = make_disk(env, "bad-config", &busybox_config());
+    // The override is parsed in the initramfs (cmdline step) before anything else.
+    let mut s = spec(env, &disk, &Overlay::new());
+    s.overlay = "oci2vm-config 1\nbogus-key 1\n".into();
+    let err = oci2vm::vmm::run_with(
+        &s,
+        oci2vm::vmm::RunIo {
+            stdout: Box::new(std::io::sink()),
+            stderr: Box::new(std::io::sink()),
+            stdin: Box::new(std::io::empty()),
+        },
+    )
+    .expect_err("init must fail");
+    match err {
+        oci2vm::vmm::LaunchError::Guest { step, message } => {
+            assert_eq!(step, "cmdline");
+            assert!(message.contains("unknown key"), "{message}");
+        }
+        e => panic!("unexpected error: {e}"),
+    }
+}
+
+#[test]
+fn ctrl_c_sends_the_stop_signal() {
+    let Some(env) = env() else { return };
+    let _g = serial();
+    let disk = make_disk(env, "stop", &busybox_config());
+    let mut o = Overlay::new();
+    o.argv(&v(&[
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+    ]));
+    let mut s = spec(env, &disk, &o);
+    s.catch_signals = true;
+    let out = Buf::default();
+    let watch = out.clone();
+    // Once the workload is up, interrupt ourselves as a terminal's Ctrl-C would.
+    let pid = std::process::id().to_string();
+    let poker = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while !watch.text().contains("ready")
+            && start.elapsed() < std::time::Duration::from_secs(50)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status();
+    });
+    let r = oci2vm::vmm::run_with(
+        &s,
+        oci2vm::vmm::RunIo {
+            stdout: Box::new(out.clone()),
+            stderr: Box::new(std::io::sink()),
+            stdin: Box::new(std::io::empty()),
+        },
+    )
+    .expect("run");
+    let _ = poker.join();
+    assert_eq!((r.status, out.text().as_str()), (3, "ready\ngot TERM\n"));
+}
