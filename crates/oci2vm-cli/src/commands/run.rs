@@ -3,8 +3,9 @@
 //! Until the conversion pipeline is wired in, the root filesystem comes from `--root-disk`
 //! (an ext4 image with `/.oci2vm/config`); SOURCE is reserved for images.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
+use oci2vm::ErrorKind;
 use oci2vm::vmm::{self, KernelLog, Machine, PortForward, VmSpec, Volume};
 use oci2vm_guest::{Mount, Network, Overlay};
 use std::path::PathBuf;
@@ -78,6 +79,15 @@ pub struct RunArgs {
     pub machine: String,
 }
 
+/// A usage error: exits with the invalid-input code.
+fn invalid(msg: String) -> anyhow::Error {
+    oci2vm::Error::new(ErrorKind::InvalidInput, msg).into()
+}
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(invalid(format!($($t)*))) };
+}
+
 fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -118,7 +128,9 @@ pub fn run(a: RunArgs, verbose: u8) -> Result<i32> {
             "running an image SOURCE is not wired to the conversion pipeline yet; pass --root-disk FILE"
         );
     }
-    let root = a.root_disk.clone().context("--root-disk is required")?;
+    let Some(root) = a.root_disk.clone() else {
+        bail!("--root-disk FILE is required");
+    };
     let mut o = Overlay::new();
     let argv: Vec<String> = match &a.entrypoint {
         Some(ep) => std::iter::once(ep.clone())
@@ -217,6 +229,7 @@ pub fn run(a: RunArgs, verbose: u8) -> Result<i32> {
     spec.stdin = a.interactive;
     spec.timeout = a.timeout.map(Duration::from_secs);
     spec.catch_signals = true;
+    spec.state_dir = Some(cache_dir());
     spec.debug = verbose > 1;
     spec.kernel_log = match (&a.kernel_log, verbose) {
         (Some(p), _) => KernelLog::File(p.clone()),

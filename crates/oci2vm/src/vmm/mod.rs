@@ -108,6 +108,8 @@ pub struct VmSpec {
     pub debug: bool,
     /// Catch SIGINT/SIGTERM in this process and forward them (CLI use).
     pub catch_signals: bool,
+    /// Where to remember host facts between runs (the `kvm-unusable` stamp, keyed by boot id).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl VmSpec {
@@ -135,6 +137,7 @@ impl VmSpec {
             machine: Machine::Microvm,
             debug: false,
             catch_signals: false,
+            state_dir: None,
         }
     }
 }

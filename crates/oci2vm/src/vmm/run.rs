@@ -70,10 +70,31 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> LaunchError + '_ {
 /// hosts where running a vCPU then fails, e.g. nested virtualisation without MSR support).
 static KVM_FAILED: AtomicBool = AtomicBool::new(false);
 
+/// The stamp recording that KVM failed on this host boot (so later runs skip the attempt).
+fn kvm_stamp(spec: &VmSpec) -> Option<(PathBuf, String)> {
+    let dir = spec.state_dir.as_ref()?;
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some((dir.join("kvm-unusable"), boot.trim().to_string()))
+}
+
+fn kvm_known_broken(spec: &VmSpec) -> bool {
+    KVM_FAILED.load(Ordering::Relaxed)
+        || kvm_stamp(spec)
+            .is_some_and(|(p, boot)| fs::read_to_string(p).is_ok_and(|s| s.trim() == boot))
+}
+
+fn remember_kvm_broken(spec: &VmSpec) {
+    KVM_FAILED.store(true, Ordering::Relaxed);
+    if let Some((p, boot)) = kvm_stamp(spec) {
+        let _ = p.parent().map(fs::create_dir_all);
+        let _ = fs::write(p, boot);
+    }
+}
+
 fn choose_accel(spec: &VmSpec) -> Accel {
     match spec.accel {
         Some(a) => a,
-        None if !KVM_FAILED.load(Ordering::Relaxed) && sys::kvm_usable() => Accel::Kvm,
+        None if !kvm_known_broken(spec) && sys::kvm_usable() => Accel::Kvm,
         None => {
             eprintln!("oci2vm: KVM is not usable here; using TCG emulation (slower)");
             Accel::Tcg
@@ -203,7 +224,7 @@ pub fn run_with(spec: &VmSpec, rio: RunIo) -> Result<RunOutcome, LaunchError> {
     let accel = choose_accel(spec);
     match attempt(spec, accel, shared()) {
         Err(Attempt::KvmBroken(_)) if spec.accel.is_none() => {
-            KVM_FAILED.store(true, Ordering::Relaxed);
+            remember_kvm_broken(spec);
             let accel = choose_accel(spec);
             attempt(spec, accel, shared()).map_err(Attempt::into_error)
         }
