@@ -133,8 +133,9 @@ impl Channels {
     }
 
     /// After QEMU has exited: unblocks pending accepts, waits for all output to be written,
-    /// and returns the remaining events.
-    pub fn finish(self) -> Vec<(Instant, Event)> {
+    /// and returns the remaining events (waiting briefly for the control reader unless a
+    /// final `Exit`/`Error` event has already arrived).
+    pub fn finish(self, have_final: bool) -> Vec<(Instant, Event)> {
         for p in &self.paths {
             let _ = UnixStream::connect(p);
         }
@@ -142,8 +143,12 @@ impl Channels {
             let _ = t.join();
         }
         // The control reader ends at EOF too; give it a moment to deliver the last lines.
+        let mut out: Vec<(Instant, Event)> = self.events.try_iter().collect();
+        let is_final = |e: &Event| matches!(e, Event::Exit(_) | Event::Error { .. });
+        if have_final || out.iter().any(|(_, e)| is_final(e)) {
+            return out;
+        }
         let deadline = Instant::now() + std::time::Duration::from_millis(500);
-        let mut out = Vec::new();
         while Instant::now() < deadline {
             match self
                 .events
@@ -197,7 +202,7 @@ mod tests {
         c.read_exact(&mut got).expect("read control");
         assert_eq!(&got, b"SIGNAL 15\n");
         drop((c, so));
-        let evs: Vec<Event> = ch.finish().into_iter().map(|(_, e)| e).collect();
+        let evs: Vec<Event> = ch.finish(false).into_iter().map(|(_, e)| e).collect();
         assert_eq!(evs, vec![Event::Ready, Event::Exit(7)]);
         assert_eq!(&*o.0.lock().expect("lock"), b"hello\n");
         assert!(

@@ -356,9 +356,12 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
             timed_out = overdue;
             let _ = qemu.kill();
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     };
-    events.extend(channels.finish());
+    let have_final = events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Exit(_) | Event::Error { .. }));
+    events.extend(channels.finish(have_final));
     drop(reaper);
 
     let boot_to_exec = events
