@@ -71,18 +71,51 @@ pub fn tmpfs_if_empty(target: &str, mode: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Loads the modules listed (one file name per line, dependencies first) in `order`.
-/// Modules already present (built in or loaded) are skipped.
-pub fn load_modules(dir: &str, order: &str) -> io::Result<usize> {
-    let list = match fs::read_to_string(order) {
-        Ok(l) => l,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
+/// The module files of the initramfs, in load order, by group (see `order` in the
+/// initramfs: `NAME.ko GROUP` per line, `core` when the group is missing).
+#[derive(Debug, Default)]
+pub struct Modules {
+    entries: Vec<(String, String)>,
+}
+
+impl Modules {
+    /// Reads the order file (absent = no modules).
+    pub fn read(order: &str) -> io::Result<Modules> {
+        let list = match fs::read_to_string(order) {
+            Ok(l) => l,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let entries = list
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let file = w.next()?.to_string();
+                Some((file, w.next().unwrap_or("core").to_string()))
+            })
+            .collect();
+        Ok(Modules { entries })
+    }
+
+    /// Opens the files of `group` (kept open across switch_root, loaded later by fd).
+    pub fn open(&self, dir: &str, group: &str) -> io::Result<Vec<(String, File)>> {
+        self.entries
+            .iter()
+            .filter(|(_, g)| g == group)
+            .map(|(f, _)| {
+                let path = format!("{dir}/{f}");
+                File::open(&path)
+                    .map(|fd| (path.clone(), fd))
+                    .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// Loads opened modules in order; ones already present (built in or loaded) are skipped.
+pub fn load(files: Vec<(String, File)>) -> io::Result<usize> {
     let mut n = 0;
-    for name in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let path = format!("{dir}/{name}");
-        let f = File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+    for (path, f) in files {
         match sys::finit_module(&f.into()) {
             Ok(()) => n += 1,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -95,6 +128,11 @@ pub fn load_modules(dir: &str, order: &str) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// True when the guest has a PCI bus with devices (q35; microvm has none).
+pub fn has_pci() -> bool {
+    fs::read_dir("/sys/bus/pci/devices").is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Polls `probe` every 5 ms until it yields a value or `timeout` passes.

@@ -46,9 +46,22 @@ fn main() {
         boot.root.device = dev.clone();
     }
 
-    // 3. Kernel modules shipped in the initramfs, dependencies first.
-    let n = early::load_modules(oci2vm_guest::MODULES_DIR, oci2vm_guest::MODULES_ORDER)
+    // 3. Kernel modules shipped in the initramfs, dependencies first: the core ones now, the
+    //    PCI transport when there is a PCI bus; network and virtiofs ones are opened now (the
+    //    initramfs is gone after switch_root) and loaded once the config says they are needed.
+    let dir = oci2vm_guest::MODULES_DIR;
+    let modules = early::Modules::read(oci2vm_guest::MODULES_ORDER)
         .unwrap_or_else(|e| fail(Step::Modules, e));
+    let open = |group: &str| {
+        modules
+            .open(dir, group)
+            .unwrap_or_else(|e| fail(Step::Modules, e))
+    };
+    let mut n = early::load(open("core")).unwrap_or_else(|e| fail(Step::Modules, e));
+    if early::has_pci() {
+        n += early::load(open("pci")).unwrap_or_else(|e| fail(Step::Modules, e));
+    }
+    let (net_modules, fs_modules) = (open("net"), open("fs"));
     debug(&format!("loaded {n} modules"));
 
     // 4. The virtio-serial ports: stdout, stderr and control.
@@ -97,12 +110,18 @@ fn main() {
     root::identity(&cfg).unwrap_or_else(|e| fail(Step::Identity, e));
 
     // 10. lo, and eth0 when the host gave an address.
+    if cfg.network != oci2vm_guest::Network::None {
+        early::load(net_modules).unwrap_or_else(|e| fail(Step::Network, e));
+    }
     net::configure(&cfg.network, || {
         early::wait_for(DEVICE_TIMEOUT, || fs::metadata("/sys/class/net/eth0").ok()).is_some()
     })
     .unwrap_or_else(|e| fail(Step::Network, e));
 
     // 11. Shared directories.
+    if !cfg.mounts.is_empty() {
+        early::load(fs_modules).unwrap_or_else(|e| fail(Step::Volumes, e));
+    }
     root::volumes(&cfg).unwrap_or_else(|e| fail(Step::Volumes, e));
 
     // 12. Who the workload runs as, from the image's /etc/passwd and /etc/group.

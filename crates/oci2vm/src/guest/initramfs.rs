@@ -5,7 +5,8 @@
 //!   dev/ dev/console (c 5:1)  proc/ sys/ newroot/
 //!   init                              oci2vm-init (static)
 //!   lib/oci2vm/modules/NAME.ko        decompressed modules
-//!   lib/oci2vm/modules/order          NAME.ko per line, dependencies first
+//!   lib/oci2vm/modules/order          "NAME.ko GROUP" per line, dependencies first;
+//!                                     GROUP = core | pci | net | fs (when the init loads it)
 //! per-run override (appended, uncompressed; the kernel unpacks concatenated archives):
 //!   oci2vm-override                   config document for oci2vm.cfg=file:/oci2vm-override
 //! ```
@@ -53,8 +54,7 @@ pub fn archive(init: &[u8], modules: &[ModuleFile]) -> Result<Vec<u8>, GuestErro
             0o644,
             &m.image,
         )?;
-        order.push_str(&file);
-        order.push('\n');
+        order.push_str(&format!("{file} {}\n", m.group));
     }
     w.file(b"lib/oci2vm/modules/order", 0o644, order.as_bytes())?;
     Ok(w.finish()?)
@@ -63,7 +63,7 @@ pub fn archive(init: &[u8], modules: &[ModuleFile]) -> Result<Vec<u8>, GuestErro
 /// The cache key for an initramfs.
 pub fn cache_key(init: &[u8], modules: &[PathBuf]) -> String {
     let mut h = Sha256::new();
-    h.update(b"oci2vm-initramfs-v1\0");
+    h.update(b"oci2vm-initramfs-v2\0");
     h.update(Sha256::digest(init));
     for p in modules {
         h.update(p.as_os_str().as_encoded_bytes());
@@ -128,6 +128,7 @@ mod tests {
             name: "virtio_blk".into(),
             path: "/x".into(),
             image: b"\x7fELF".to_vec(),
+            group: "core",
         };
         let a = archive(b"#!init", std::slice::from_ref(&m)).expect("archive");
         let Ok(mut child) = std::process::Command::new("cpio")
