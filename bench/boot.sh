@@ -2,8 +2,9 @@
 # bench/boot.sh ROOT_EXT4 [RUNS]: boot-to-entrypoint of `oci2vm run --root-disk ROOT_EXT4 -- true`
 # against two hand-made busybox initramfs baselines, same kernel, QEMU flags and machine:
 #   (a) busybox /init that powers off at once
-#   (b) busybox /init that insmods the same modules as ours (from our cached initramfs), mounts
-#       the same ext4 root, and powers off (shared/fixtures/boot-baseline.sh's initrd-mod)
+#   (b) busybox /init that insmods the same modules ours loads for this run (the `core` group of
+#       our cached initramfs), mounts the same ext4 root, and powers off
+#       (as shared/fixtures/boot-baseline.sh's initrd-mod)
 #   (c) oci2vm run (init, modules, ports, root, pid namespace, workload `true`, report, power off)
 # Times are wall-clock seconds from process launch to exit, median of RUNS (default 5).
 # Env: KERNEL (default /boot/vmlinuz-6.1.0-56-cloud-amd64), OCI2VM (default target/debug/oci2vm).
@@ -18,6 +19,7 @@ TSC=$(awk -F: '/^cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
 # warm the initramfs cache, and take its module list
 "$OCI2VM" run --root-disk "$ROOT" --network none -- true 2>/dev/null
+
 IRD=$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/oci2vm/initramfs-*.cpio.gz | head -1)
 mkdir -p "$W/ours" && (cd "$W/ours" && zcat "$IRD" | cpio -id --quiet)
 
@@ -28,7 +30,9 @@ base "$W/a"; cat > "$W/a/init" <<'EOS'
 /bin/busybox mount -t proc proc /proc
 /bin/busybox poweroff -f
 EOS
-base "$W/b"; cp "$W"/ours/lib/oci2vm/modules/*.ko "$W/b/mods/"; cp "$W/ours/lib/oci2vm/modules/order" "$W/b/mods/"
+# the modules our init loads for this run (`core` group: no network, no volumes, no PCI)
+base "$W/b"; cp "$W"/ours/lib/oci2vm/modules/*.ko "$W/b/mods/"
+awk '$2 == "core" || $2 == "" {print $1}' "$W/ours/lib/oci2vm/modules/order" > "$W/b/mods/order"
 cat > "$W/b/init" <<'EOS'
 #!/bin/sh
 B=/bin/busybox
