@@ -7,6 +7,7 @@
 pub mod cmdline;
 pub mod codec;
 pub mod config;
+mod fields;
 pub mod overlay;
 pub mod protocol;
 

@@ -437,12 +437,20 @@ fn q35_with_virtio_pci_and_network() {
     let _g = serial();
     let disk = make_disk(env, "q35", &busybox_config());
     let mut o = Overlay::new();
-    o.argv(&v(&["sh", "-c", "ls /sys/class/net; ip route 2>/dev/null | grep -c default; cat /etc/resolv.conf"]))
-        .network(&oci2vm_guest::Network::qemu_user())
-        .dns([10, 0, 2, 3]);
+    o.argv(&v(&[
+        "sh",
+        "-c",
+        "ls /sys/class/net; ip route 2>/dev/null | grep -c default; cat /etc/resolv.conf",
+    ]))
+    .network(&oci2vm_guest::Network::qemu_user())
+    .dns([10, 0, 2, 3]);
     let mut s = spec(env, &disk, &o);
     s.machine = oci2vm::vmm::Machine::Q35;
     s.network = Some(Vec::new());
     let r = boot(&s, b"");
-    assert_eq!((r.status, r.stdout.as_str()), (0, "eth0\nlo\n1\nnameserver 10.0.2.3\n"), "{r:?}");
+    assert_eq!(
+        (r.status, r.stdout.as_str()),
+        (0, "eth0\nlo\n1\nnameserver 10.0.2.3\n"),
+        "{r:?}"
+    );
 }
