@@ -44,18 +44,19 @@ fn copy_out(listener: UnixListener, mut sink: Sink) -> JoinHandle<()> {
             return;
         };
         let mut buf = [0u8; 16 * 1024];
+        let mut sink_ok = true;
         loop {
             match s.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if sink
+                // After the sink fails (e.g. `| head` closed the pipe) keep draining, so the
+                // guest never blocks on a full port.
+                Ok(n) if sink_ok => {
+                    sink_ok = sink
                         .write_all(&buf[..n])
                         .and_then(|()| sink.flush())
-                        .is_err()
-                    {
-                        break;
-                    }
+                        .is_ok();
                 }
+                Ok(_) => {}
             }
         }
     })
