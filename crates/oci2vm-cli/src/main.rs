@@ -73,6 +73,8 @@ enum Command {
     Images(commands::images::ImagesArgs),
     /// Remove blobs no stored image refers to, and stale temp files.
     Prune,
+    /// Boot an image as a VM and run its entrypoint, like `docker run`.
+    Run(Box<commands::run::RunArgs>),
 }
 
 fn init_logging(verbose: u8) {
@@ -114,13 +116,14 @@ fn main() -> ExitCode {
         tls_verify: cli.registry.tls_verify,
     };
     let result = match &cli.command {
-        Command::Inspect(a) => commands::inspect::run(&ctx, a),
-        Command::Pull(a) => commands::pull::run(&ctx, a),
-        Command::Images(a) => commands::images::run(&ctx, a),
-        Command::Prune => commands::prune::run(&ctx),
+        Command::Inspect(a) => commands::inspect::run(&ctx, a).map(|()| 0),
+        Command::Pull(a) => commands::pull::run(&ctx, a).map(|()| 0),
+        Command::Images(a) => commands::images::run(&ctx, a).map(|()| 0),
+        Command::Prune => commands::prune::run(&ctx).map(|()| 0),
+        Command::Run(a) => commands::run::run(&ctx, a, cli.verbose),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("error: {}", chain(&e));
             let kind = e

@@ -1,3 +1,170 @@
 //! oci2vm-init: PID 1 of an oci2vm guest. The boot sequence reads top to bottom.
+//!
+//! Every step that can fail names itself ([`Step`]) on the kernel console and on the control
+//! port, then powers the VM off; the host turns that into a "guest failed" error. The contract
+//! with the host (paths, kernel command line, ports, messages) is `oci2vm-guest`, documented
+//! in `docs/guest-contract.md`.
 
-fn main() {}
+mod console;
+mod early;
+mod exec;
+mod net;
+mod root;
+mod supervise;
+mod sys;
+mod users;
+mod workload;
+
+use console::{debug, fail, send};
+use oci2vm_guest::{CmdlineArgs, ConfigSource, Event, GuestConfig, Step};
+use std::fs;
+use std::time::Duration;
+
+/// How long devices may take to appear after their driver loads.
+const DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() {
+    // 1. API filesystems of the initramfs.
+    early::mount_all(&early::INITRAMFS_MOUNTS).unwrap_or_else(|e| fail(Step::EarlyMounts, e));
+
+    // 2. Kernel command line and the config override it points to.
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_else(|e| fail(Step::Cmdline, e));
+    let args = CmdlineArgs::parse(&cmdline).unwrap_or_else(|e| fail(Step::Cmdline, e));
+    console::set_debug(args.debug);
+    let overlay = match &args.config {
+        None => None,
+        Some(ConfigSource::Inline(text)) => Some(text.clone()),
+        Some(ConfigSource::File(p)) => Some(
+            fs::read_to_string(p).unwrap_or_else(|e| fail(Step::Cmdline, format_args!("{p}: {e}"))),
+        ),
+    };
+    let mut boot = GuestConfig::default();
+    if let Some(doc) = &overlay {
+        boot.apply(doc).unwrap_or_else(|e| fail(Step::Cmdline, e));
+    }
+    if let Some(dev) = &args.root {
+        boot.root.device = dev.clone();
+    }
+
+    // 3. Kernel modules shipped in the initramfs, dependencies first: the core ones now, the
+    //    PCI transport when there is a PCI bus; network and virtiofs ones are opened now (the
+    //    initramfs is gone after switch_root) and loaded once the config says they are needed.
+    let dir = oci2vm_guest::MODULES_DIR;
+    let modules = early::Modules::read(oci2vm_guest::MODULES_ORDER)
+        .unwrap_or_else(|e| fail(Step::Modules, e));
+    let open = |group: &str| {
+        modules
+            .open(dir, group)
+            .unwrap_or_else(|e| fail(Step::Modules, e))
+    };
+    let mut n = early::load(open("core")).unwrap_or_else(|e| fail(Step::Modules, e));
+    if early::has_pci() {
+        n += early::load(open("pci")).unwrap_or_else(|e| fail(Step::Modules, e));
+    }
+    let (net_modules, fs_modules) = (open("net"), open("fs"));
+    debug(&format!("loaded {n} modules"));
+
+    // 4. The virtio-serial ports: stdout, stderr and control.
+    let port = |name: &str| {
+        let dev = early::wait_for(DEVICE_TIMEOUT, || early::find_port(name))
+            .unwrap_or_else(|| fail(Step::Channels, format_args!("no virtio port {name}")));
+        early::open_port(&dev).unwrap_or_else(|e| fail(Step::Channels, format_args!("{dev}: {e}")))
+    };
+    let control = port(oci2vm_guest::PORT_CONTROL);
+    console::set_control(&control);
+    send(&Event::Ready);
+    let stdout = port(oci2vm_guest::PORT_STDOUT);
+    let stderr = port(oci2vm_guest::PORT_STDERR);
+
+    // 5-7. The root disk: wait for it, mount it, switch into it.
+    let dev = boot.root.device.clone();
+    early::wait_for(DEVICE_TIMEOUT, || root::is_block(&dev).then_some(()))
+        .unwrap_or_else(|| fail(Step::FindRoot, format_args!("{dev} did not appear")));
+    root::mount_root(&boot.root)
+        .unwrap_or_else(|e| fail(Step::MountRoot, format_args!("{dev}: {e}")));
+    root::switch_root().unwrap_or_else(|e| fail(Step::SwitchRoot, e));
+
+    // 8. The image's runtime config, then the host's overrides.
+    let mut cfg = match fs::read_to_string(oci2vm_guest::CONFIG_PATH) {
+        Ok(text) => GuestConfig::parse(&text).unwrap_or_else(|e| fail(Step::Config, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => GuestConfig::default(),
+        Err(e) => fail(
+            Step::Config,
+            format_args!("{}: {e}", oci2vm_guest::CONFIG_PATH),
+        ),
+    };
+    if let Some(doc) = &overlay {
+        cfg.apply(doc).unwrap_or_else(|e| fail(Step::Config, e));
+    }
+    cfg.root = boot.root;
+    if cfg.argv.is_empty() {
+        fail(Step::Config, "no command specified");
+    }
+
+    // 9. /dev/pts, /dev/shm, writable /run and /tmp; hostname, /etc/hosts, /etc/resolv.conf.
+    early::mount_all(&early::ROOT_MOUNTS).unwrap_or_else(|e| fail(Step::Identity, e));
+    for (dir, mode) in [("/run", "mode=0755"), ("/tmp", "mode=1777")] {
+        early::tmpfs_if_empty(dir, mode)
+            .unwrap_or_else(|e| fail(Step::Identity, format_args!("{dir}: {e}")));
+    }
+    root::identity(&cfg).unwrap_or_else(|e| fail(Step::Identity, e));
+
+    // 10. lo, and eth0 when the host gave an address.
+    if cfg.network != oci2vm_guest::Network::None {
+        early::load(net_modules).unwrap_or_else(|e| fail(Step::Network, e));
+    }
+    net::configure(&cfg.network, || {
+        early::wait_for(DEVICE_TIMEOUT, || fs::metadata("/sys/class/net/eth0").ok()).is_some()
+    })
+    .unwrap_or_else(|e| fail(Step::Network, e));
+
+    // 11. Shared directories.
+    if !cfg.mounts.is_empty() {
+        early::load(fs_modules).unwrap_or_else(|e| fail(Step::Volumes, e));
+    }
+    root::volumes(&cfg).unwrap_or_else(|e| fail(Step::Volumes, e));
+
+    // 12. Who the workload runs as, from the image's /etc/passwd and /etc/group.
+    let passwd = users::parse_passwd(&fs::read_to_string("/etc/passwd").unwrap_or_default());
+    let groups = users::parse_group(&fs::read_to_string("/etc/group").unwrap_or_default());
+    let identity =
+        users::resolve(&cfg.user, &passwd, &groups).unwrap_or_else(|e| fail(Step::User, e));
+
+    // 13. The workload: PID 1 of its own namespace, stdio on the ports.
+    let workdir = if cfg.workdir.is_empty() {
+        "/".to_string()
+    } else {
+        cfg.workdir.clone()
+    };
+    fs::create_dir_all(&workdir)
+        .unwrap_or_else(|e| fail(Step::Spawn, format_args!("workdir {workdir}: {e}")));
+    let stdin = if cfg.stdin {
+        port(oci2vm_guest::PORT_STDIN)
+    } else {
+        fs::File::open("/dev/null")
+            .unwrap_or_else(|e| fail(Step::Spawn, format_args!("/dev/null: {e}")))
+    };
+    use std::os::fd::AsRawFd;
+    let plan = workload::Plan {
+        env: exec::environment(&cfg.env, &cfg.hostname, &identity.home),
+        argv: cfg.argv.clone(),
+        workdir,
+        identity,
+        rlimits: workload::rlimit_numbers(&cfg.rlimits),
+        init: cfg.init,
+        stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+    };
+    let signals =
+        sys::signalfd(&workload::handled_signals()).unwrap_or_else(|e| fail(Step::Spawn, e));
+    send(&Event::Exec);
+    let pid = workload::spawn(&plan).unwrap_or_else(|e| fail(Step::Spawn, e));
+    drop((stdin, stdout, stderr));
+
+    // 14. Forward signals, reap, wait for the workload's status and report it.
+    let status = supervise::supervise(pid, &signals, Some(&control))
+        .unwrap_or_else(|e| fail(Step::Supervise, e));
+    send(&Event::Exit(status));
+
+    // 15. Sync, remount read-only, power off.
+    console::shutdown()
+}

@@ -11,9 +11,11 @@
 //! Data flows one way; no stage reaches back into an earlier one.
 
 pub mod assets;
+pub mod convert;
 pub mod digest;
 pub mod error;
 pub mod fs;
+pub mod guest;
 pub mod image;
 pub mod layers;
 pub mod platform;
@@ -21,6 +23,7 @@ pub mod reference;
 pub mod registry;
 pub mod source;
 pub mod store;
+pub mod vmm;
 
 pub use digest::{Algorithm, Digest};
 pub use error::{Error, ErrorKind};

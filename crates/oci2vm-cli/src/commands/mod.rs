@@ -4,6 +4,7 @@ pub mod images;
 pub mod inspect;
 pub mod prune;
 pub mod pull;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -68,4 +69,50 @@ impl Context {
 /// Parses a SOURCE argument.
 pub fn parse_source(s: &str) -> anyhow::Result<Reference> {
     Ok(Reference::parse(s).map_err(oci2vm::Error::from)?)
+}
+
+/// Parses a size like `2G`, `512M`, `1048576`, `1.5G` (binary units: K, M, G, T; optional `i`,
+/// `B`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t.strip_suffix(['b', 'B']).unwrap_or(t);
+    let t = t.strip_suffix(['i', 'I']).unwrap_or(t);
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mul: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
+            };
+            (&t[..i], mul)
+        }
+        _ => (t, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("invalid size {s:?}"));
+    }
+    let bytes = v * mul as f64;
+    if bytes > u64::MAX as f64 / 2.0 {
+        return Err(format!("size {s:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        for bad in ["", "G", "-1G", "2X", "nan", "1e300T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# bench/boot.sh ROOT_EXT4 [RUNS]: boot-to-entrypoint of `oci2vm run --root-disk ROOT_EXT4 -- true`
+# against two hand-made busybox initramfs baselines, same kernel, QEMU flags and machine:
+#   (a) busybox /init that powers off at once
+#   (b) busybox /init that insmods the same modules ours loads for this run (the `core` group of
+#       our cached initramfs), mounts the same ext4 root, and powers off
+#       (as shared/fixtures/boot-baseline.sh's initrd-mod)
+#   (c) oci2vm run (init, modules, ports, root, pid namespace, workload `true`, report, power off)
+# Times are wall-clock seconds from process launch to exit, median of RUNS (default 5).
+# Env: KERNEL (default /boot/vmlinuz-6.1.0-56-cloud-amd64), OCI2VM (default target/debug/oci2vm).
+set -euo pipefail
+ROOT=$(realpath "${1:?usage: bench/boot.sh ROOT_EXT4 [RUNS]}"); RUNS=${2:-5}
+cd "$(dirname "$0")/.."
+KERNEL=${KERNEL:-/boot/vmlinuz-6.1.0-56-cloud-amd64}
+OCI2VM=${OCI2VM:-target/debug/oci2vm}
+BB=$(command -v busybox); file -L "$BB" | grep -q 'statically linked' || { echo "need busybox-static" >&2; exit 1; }
+W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+TSC=$(awk -F: '/^cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
+
+# warm the initramfs cache, and take its module list
+"$OCI2VM" run --root-disk "$ROOT" --network none -- true 2>/dev/null
+
+IRD=$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/oci2vm/initramfs-*.cpio.gz | head -1)
+mkdir -p "$W/ours" && (cd "$W/ours" && zcat "$IRD" | cpio -id --quiet)
+
+mkird() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) > "$2"; }
+base() { mkdir -p "$1"/{bin,proc,sys,dev,newroot,mods}; cp "$BB" "$1/bin/busybox"; ln -s busybox "$1/bin/sh"; }
+base "$W/a"; cat > "$W/a/init" <<'EOS'
+#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox poweroff -f
+EOS
+# the modules our init loads for this run (`core` group: no network, no volumes, no PCI)
+base "$W/b"; cp "$W"/ours/lib/oci2vm/modules/*.ko "$W/b/mods/"
+awk '$2 == "core" || $2 == "" {print $1}' "$W/ours/lib/oci2vm/modules/order" > "$W/b/mods/order"
+cat > "$W/b/init" <<'EOS'
+#!/bin/sh
+B=/bin/busybox
+$B mount -t proc proc /proc; $B mount -t sysfs sys /sys; $B mount -t devtmpfs dev /dev
+for m in $($B cat /mods/order); do $B insmod /mods/$m; done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 400 ]; do $B sleep 0.01; i=$((i+1)); done
+$B mount -t ext4 /dev/vda /newroot
+$B umount /newroot
+$B poweroff -f
+EOS
+chmod 755 "$W/a/init" "$W/b/init"; mkird "$W/a" "$W/a.cpio.gz"; mkird "$W/b" "$W/b.cpio.gz"
+cp "$ROOT" "$W/root.ext4"
+
+Q=(qemu-system-x86_64 -M microvm -accel tcg -cpu max -m 512M -smp 1 -nodefaults -no-user-config
+   -no-reboot -display none -kernel "$KERNEL" -chardev file,id=kl,path=/dev/null -serial chardev:kl)
+APPEND="console=ttyS0 panic=-1 quiet tsc_early_khz=$TSC"
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N); echo "$e - $s" | bc; }
+med() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+: > "$W/a.t"; : > "$W/b.t"; : > "$W/c.t"
+for _ in $(seq "$RUNS"); do   # interleaved, so machine load affects all three alike
+  t "${Q[@]}" -initrd "$W/a.cpio.gz" -append "$APPEND" >> "$W/a.t"
+  t "${Q[@]}" -initrd "$W/b.cpio.gz" -append "$APPEND" \
+    -drive "file=$W/root.ext4,format=raw,if=none,id=root,cache=unsafe" -device virtio-blk-device,drive=root >> "$W/b.t"
+  t "$OCI2VM" run --root-disk "$W/root.ext4" --network none -- true >> "$W/c.t"
+done
+a=$(med < "$W/a.t"); b=$(med < "$W/b.t"); c=$(med < "$W/c.t")
+printf '(a) busybox initramfs, power off          %.2f s  [%s]\n' "$a" "$(tr '\n' ' ' < "$W/a.t")"
+printf '(b) busybox + same modules + ext4 mount  %.2f s  [%s]\n' "$b" "$(tr '\n' ' ' < "$W/b.t")"
+printf '(c) oci2vm run -- true                   %.2f s  [%s]\n' "$c" "$(tr '\n' ' ' < "$W/c.t")"
+printf 'c/a = %.2f   c/b = %.2f   (median of %d, interleaved)\n' "$(echo "$c / $a" | bc -l)" "$(echo "$c / $b" | bc -l)" "$RUNS"

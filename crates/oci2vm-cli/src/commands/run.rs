@@ -1,0 +1,301 @@
+//! `oci2vm run`: boot an image as a VM and run its entrypoint like `docker run`.
+//!
+//! SOURCE is converted once to an ext4 root filesystem with the image's runtime config at
+//! `/.oci2vm/config` (cached in the store by manifest digest and options) and attached
+//! copy-on-write, so no state is left behind. `--root-disk FILE` boots an existing converted
+//! root filesystem instead (and lets the guest write to it).
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use oci2vm::convert::{self, FlattenOptions};
+use oci2vm::guest::image::{resolve_argv, signal_number};
+use oci2vm::{ErrorKind, Reference};
+
+use super::Context;
+use oci2vm::vmm::{self, KernelLog, Machine, PortForward, VmSpec, Volume};
+use oci2vm_guest::{Mount, Network, Overlay};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `oci2vm run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Image to run: docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE.
+    #[arg(required_unless_present = "root_disk")]
+    pub source: Option<String>,
+    /// Command and arguments (replace the image's Cmd; after `--`).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    /// Boot this ext4 root filesystem (made by `oci2vm convert --format ext4`) instead of SOURCE.
+    #[arg(long, value_name = "FILE", conflicts_with = "source")]
+    pub root_disk: Option<PathBuf>,
+    /// Size of the converted root filesystem (e.g. 2G) [default: content + headroom].
+    #[arg(long, value_name = "SIZE", value_parser = crate::commands::parse_size)]
+    pub disk_size: Option<u64>,
+    /// Override the image's Entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy ours).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines, # comments).
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory in the guest.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User: name, uid, uid:gid, name:group.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Guest host name.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Publish a port: [IP:]HOST:GUEST.
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// `none` for no network (default: QEMU user networking).
+    #[arg(long, default_value = "user")]
+    pub network: String,
+    /// Share a host directory: HOST:GUEST[:ro] (virtiofs).
+    /// (`-v` is the global verbosity flag, so only the long form exists.)
+    #[arg(long = "volume")]
+    pub volume: Vec<String>,
+    /// Memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory: u32,
+    /// vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Keep stdin open and forward it.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Run a minimal init as PID 1 that forwards signals and reaps zombies.
+    #[arg(long)]
+    pub init: bool,
+    /// Kernel image (default: the host's, else the newest /boot/vmlinuz-*).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Modules directory for the kernel.
+    #[arg(long)]
+    pub modules: Option<PathBuf>,
+    /// Stop the VM after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Write the kernel log here.
+    #[arg(long)]
+    pub kernel_log: Option<PathBuf>,
+    /// Machine model: microvm or q35.
+    #[arg(long, default_value = "microvm")]
+    pub machine: String,
+}
+
+/// A usage error: exits with the invalid-input code.
+fn invalid(msg: String) -> anyhow::Error {
+    oci2vm::Error::new(ErrorKind::InvalidInput, msg).into()
+}
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(invalid(format!($($t)*))) };
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("oci2vm")
+}
+
+fn env_entry(e: &str) -> Option<String> {
+    if e.contains('=') {
+        Some(e.to_string())
+    } else {
+        std::env::var(e).ok().map(|v| format!("{e}={v}"))
+    }
+}
+
+fn publish(p: &str) -> Result<PortForward> {
+    let parts: Vec<&str> = p.split(':').collect();
+    let (addr, host, guest) = match parts.as_slice() {
+        [h, g] => ("127.0.0.1", *h, *g),
+        [a, h, g] => (*a, *h, *g),
+        _ => bail!("-p {p}: expected [IP:]HOST:GUEST"),
+    };
+    let guest = guest.trim_end_matches("/tcp");
+    Ok(PortForward {
+        host_addr: addr.to_string(),
+        host_port: host.parse().with_context(|| format!("-p {p}: host port"))?,
+        guest_port: guest
+            .parse()
+            .with_context(|| format!("-p {p}: guest port"))?,
+    })
+}
+
+/// The root disk and what the image says about how to run it.
+struct Root {
+    disk: PathBuf,
+    snapshot: bool,
+    runtime: Option<oci2vm::guest::image::ImageRuntime>,
+}
+
+fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
+    if let Some(disk) = &a.root_disk {
+        return Ok(Root {
+            disk: disk.clone(),
+            snapshot: false,
+            runtime: None,
+        });
+    }
+    let Some(source) = &a.source else {
+        bail!("SOURCE or --root-disk FILE is required");
+    };
+    let reference: Reference = source
+        .parse()
+        .map_err(oci2vm::Error::from)
+        .with_context(|| format!("invalid image reference {source:?}"))?;
+    let store = ctx.store()?;
+    let client = ctx.registry_for(&reference)?;
+    let remote = client
+        .as_ref()
+        .map(|c| c as &dyn oci2vm::source::RemoteFetcher);
+    let opts = FlattenOptions {
+        source: ctx.source_options(),
+        apply: oci2vm::layers::ApplyOptions::from_env(),
+        scratch_dir: None,
+    };
+    let cached = convert::cached_rootfs(&reference, &store, &opts, remote, a.disk_size)
+        .with_context(|| format!("converting {source}"))?;
+    let runtime = convert::guest_runtime(&cached.image.config.runtime);
+    Ok(Root {
+        disk: cached.path,
+        snapshot: true,
+        runtime: Some(runtime),
+    })
+}
+
+/// Runs the command; returns the workload's exit status.
+pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
+    let root = root_for(ctx, a)?;
+    let mut o = Overlay::new();
+    let ep_override = a.entrypoint.as_ref().map(|e| vec![e.clone()]);
+    let cmd_override = (!a.command.is_empty()).then(|| a.command.clone());
+    if ep_override.is_some() || cmd_override.is_some() {
+        let image = root.runtime.clone().unwrap_or_default();
+        let argv = resolve_argv(
+            &image.entrypoint,
+            &image.cmd,
+            ep_override.as_deref(),
+            cmd_override.as_deref(),
+        );
+        if argv.is_empty() {
+            bail!("no command: the image has no Entrypoint or Cmd; give one after --");
+        }
+        o.argv(&argv);
+    }
+    for f in &a.env_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            if let Some(e) = env_entry(line) {
+                o.env(&e);
+            }
+        }
+    }
+    for e in &a.env {
+        if let Some(e) = env_entry(e) {
+            o.env(&e);
+        }
+    }
+    if let Some(w) = &a.workdir {
+        o.workdir(w);
+    }
+    if let Some(u) = &a.user {
+        o.user(u);
+    }
+    if let Some(h) = &a.hostname {
+        o.hostname(h);
+    }
+    let network = match a.network.as_str() {
+        "none" => {
+            if !a.publish.is_empty() {
+                bail!("-p needs a network (not --network none)");
+            }
+            o.network(&Network::None);
+            None
+        }
+        "user" => {
+            o.network(&Network::qemu_user()).dns([10, 0, 2, 3]);
+            Some(
+                a.publish
+                    .iter()
+                    .map(|p| publish(p))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        }
+        n => bail!("--network {n}: expected user or none"),
+    };
+    let mut volumes = Vec::new();
+    for (i, v) in a.volume.iter().enumerate() {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (host, guest, ro) = match parts.as_slice() {
+            [h, g] => (*h, *g, false),
+            [h, g, "ro"] => (*h, *g, true),
+            [h, g, "rw"] => (*h, *g, false),
+            _ => bail!("-v {v}: expected HOST:GUEST[:ro]"),
+        };
+        let host = std::fs::canonicalize(host).with_context(|| format!("-v {v}"))?;
+        let tag = format!("vol{i}");
+        o.mount(&Mount {
+            kind: "virtiofs".into(),
+            tag: tag.clone(),
+            path: guest.into(),
+            readonly: ro,
+        });
+        volumes.push(Volume { host, tag });
+    }
+    if a.init {
+        o.init(true);
+    }
+    if a.interactive {
+        o.stdin(true);
+    }
+    let assets = oci2vm::guest::prepare(
+        a.kernel.as_deref(),
+        a.modules.as_deref(),
+        None,
+        &cache_dir(),
+    )
+    .map_err(oci2vm::Error::from)?;
+    let mut spec = VmSpec::new(assets.kernel, assets.initramfs, root.disk);
+    spec.root_snapshot = root.snapshot;
+    if let Some(sig) = root.runtime.as_ref().and_then(|r| r.stop_signal.as_deref()) {
+        spec.stop_signal = signal_number(sig).unwrap_or(spec.stop_signal);
+    }
+    spec.overlay = o.render();
+    spec.memory_mib = a.memory;
+    spec.cpus = a.cpus;
+    spec.network = network;
+    spec.volumes = volumes;
+    spec.virtiofsd = vmm::find_virtiofsd();
+    spec.stdin = a.interactive;
+    spec.timeout = a.timeout.map(Duration::from_secs);
+    spec.catch_signals = true;
+    spec.state_dir = Some(cache_dir());
+    spec.debug = verbose > 1;
+    spec.kernel_log = match (&a.kernel_log, verbose) {
+        (Some(p), _) => KernelLog::File(p.clone()),
+        (None, 0) => KernelLog::Hidden,
+        (None, _) => KernelLog::Stderr,
+    };
+    spec.machine = match a.machine.as_str() {
+        "microvm" => Machine::Microvm,
+        "q35" => Machine::Q35,
+        m => bail!("--machine {m}: expected microvm or q35"),
+    };
+    let out = vmm::run(&spec).map_err(oci2vm::Error::from)?;
+    Ok(out.status)
+}

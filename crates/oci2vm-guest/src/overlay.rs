@@ -1,0 +1,195 @@
+//! Building a partial config document: only the keys the host wants to override.
+//!
+//! The init applies it after `/.oci2vm/config` with the merge rules of
+//! [`GuestConfig::apply`](crate::GuestConfig::apply): lists given here replace the image's
+//! (`arg`, `dns`, `mount`, `rlimit`), `env` entries replace per KEY, scalars replace.
+
+use crate::codec::escape;
+use crate::config::{HEADER, Mount, Network, Rlimit};
+
+/// A partial config document under construction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlay {
+    lines: Vec<String>,
+}
+
+fn field(s: &str) -> String {
+    escape(s).replace(' ', "\\x20")
+}
+
+fn flag(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+impl Overlay {
+    /// An empty overlay (changes nothing).
+    pub fn new() -> Self {
+        Overlay::default()
+    }
+
+    fn push(&mut self, key: &str, value: &str) -> &mut Self {
+        self.lines.push(format!("{key} {value}"));
+        self
+    }
+
+    /// Replaces argv (Entrypoint + Cmd, already resolved by the host).
+    pub fn argv(&mut self, argv: &[String]) -> &mut Self {
+        for a in argv {
+            self.push("arg", &escape(a));
+        }
+        self
+    }
+
+    /// Sets one `KEY=VALUE` environment entry.
+    pub fn env(&mut self, entry: &str) -> &mut Self {
+        self.push("env", &escape(entry))
+    }
+
+    /// Sets the working directory.
+    pub fn workdir(&mut self, dir: &str) -> &mut Self {
+        self.push("workdir", &escape(dir))
+    }
+
+    /// Sets the user spec.
+    pub fn user(&mut self, user: &str) -> &mut Self {
+        self.push("user", &escape(user))
+    }
+
+    /// Sets the host name.
+    pub fn hostname(&mut self, name: &str) -> &mut Self {
+        self.push("hostname", &escape(name))
+    }
+
+    /// Sets the network.
+    pub fn network(&mut self, net: &Network) -> &mut Self {
+        let v = match net {
+            Network::None => "none".to_string(),
+            Network::Static {
+                addr: a,
+                prefix,
+                gateway,
+            } => {
+                let gw = gateway.map_or("-".into(), |g| {
+                    format!("{}.{}.{}.{}", g[0], g[1], g[2], g[3])
+                });
+                format!("{}.{}.{}.{}/{prefix} {gw}", a[0], a[1], a[2], a[3])
+            }
+        };
+        self.push("network", &v)
+    }
+
+    /// Adds a name server.
+    pub fn dns(&mut self, d: [u8; 4]) -> &mut Self {
+        self.push("dns", &format!("{}.{}.{}.{}", d[0], d[1], d[2], d[3]))
+    }
+
+    /// Adds a shared directory.
+    pub fn mount(&mut self, m: &Mount) -> &mut Self {
+        let ro = if m.readonly { "ro" } else { "rw" };
+        let v = format!(
+            "{} {} {} {ro}",
+            field(&m.kind),
+            field(&m.tag),
+            field(&m.path)
+        );
+        self.push("mount", &v)
+    }
+
+    /// Adds a resource limit.
+    pub fn rlimit(&mut self, r: &Rlimit) -> &mut Self {
+        let lim = |v: u64| {
+            if v == u64::MAX {
+                "unlimited".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        let v = format!("{} {} {}", field(&r.name), lim(r.soft), lim(r.hard));
+        self.push("rlimit", &v)
+    }
+
+    /// Sets the stop signal.
+    pub fn stop_signal(&mut self, sig: i32) -> &mut Self {
+        self.push("stopsignal", &sig.to_string())
+    }
+
+    /// docker run --init.
+    pub fn init(&mut self, on: bool) -> &mut Self {
+        self.push("init", flag(on))
+    }
+
+    /// Forward stdin.
+    pub fn stdin(&mut self, on: bool) -> &mut Self {
+        self.push("stdin", flag(on))
+    }
+
+    /// Force /etc/hosts and /etc/resolv.conf.
+    pub fn force_etc(&mut self, on: bool) -> &mut Self {
+        self.push("etc", flag(on))
+    }
+
+    /// The document.
+    pub fn render(&self) -> String {
+        let mut s = String::from(HEADER);
+        s.push('\n');
+        for l in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GuestConfig;
+
+    #[test]
+    fn overlay_applies() {
+        let mut base =
+            GuestConfig::parse("oci2vm-config 1\narg sh\nenv A=1\nworkdir /x\n").expect("base");
+        let mut o = Overlay::new();
+        o.argv(&["echo".into(), "a b".into()])
+            .env("B=2")
+            .user("1000:1000")
+            .network(&Network::qemu_user())
+            .dns([10, 0, 2, 3])
+            .mount(&Mount {
+                kind: "virtiofs".into(),
+                tag: "v0".into(),
+                path: "/my data".into(),
+                readonly: false,
+            })
+            .rlimit(&Rlimit {
+                name: "core".into(),
+                soft: 0,
+                hard: u64::MAX,
+            })
+            .stop_signal(2)
+            .init(true)
+            .stdin(true)
+            .force_etc(true)
+            .hostname("h")
+            .workdir("/w");
+        base.apply(&o.render()).expect("apply");
+        assert_eq!(base.argv, vec!["echo", "a b"]);
+        assert_eq!(base.env, vec!["A=1", "B=2"]);
+        assert_eq!(
+            (
+                base.user.as_str(),
+                base.workdir.as_str(),
+                base.hostname.as_str()
+            ),
+            ("1000:1000", "/w", "h")
+        );
+        assert_eq!(base.network, Network::qemu_user());
+        assert_eq!(base.mounts[0].path, "/my data");
+        assert_eq!(base.rlimits.len(), 1);
+        assert!(base.init && base.stdin && base.force_etc);
+        assert_eq!(base.stop_signal, 2);
+        let mut same = base.clone();
+        same.apply(&Overlay::new().render()).expect("empty overlay");
+        assert_eq!(same, base);
+    }
+}

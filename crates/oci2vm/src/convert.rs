@@ -1,0 +1,410 @@
+//! Orchestration: source -> store -> merged tree -> outputs.
+//!
+//! ```text
+//! Reference --source::pull--> store (verified blobs) --open_blob--> layers::build_tree
+//!     --> Flattened { tree, spool } --> fs::{tar, dir, ext4, cpio} | assets::{lxc, nspawn}
+//! ```
+//!
+//! Every stage below is a module with its own error type; this file only wires them. Outputs
+//! are written to a temporary name beside the target and renamed at the end, so a failure
+//! leaves nothing at the output path.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::assets;
+use crate::digest::Digest;
+use crate::error::{Classify, ErrorKind, Result};
+use crate::fs::ext4::{Ext4Options, Ext4Report};
+use crate::guest::image::ImageRuntime;
+use crate::image::ResolvedImage;
+use crate::image::RuntimeConfig;
+use crate::layers::spool::{Segment, Spool};
+use crate::layers::tree::{Inode, InodeKind, Timestamp, Tree};
+use crate::layers::{ApplyOptions, LayerInput, Report};
+use crate::reference::Reference;
+use crate::source::{self, RemoteFetcher, SourceOptions};
+use crate::store::Store;
+
+/// Errors of the orchestration itself (each stage reports its own).
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The scratch directory for spooled layer data could not be made.
+    #[error("creating a scratch directory in {path}")]
+    Scratch {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing an output file failed.
+    #[error("writing {path}")]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The image's reserved guest path is taken by something that is not a directory.
+    #[error("{image}: /.oci2vm exists in the image and is not a directory")]
+    ReservedPath {
+        /// The image.
+        image: String,
+    },
+}
+
+impl Classify for ConvertError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ConvertError::Scratch { .. } | ConvertError::Output { .. } => ErrorKind::Io,
+            ConvertError::ReservedPath { .. } => ErrorKind::InvalidImage,
+        }
+    }
+}
+
+impl From<ConvertError> for crate::Error {
+    fn from(e: ConvertError) -> Self {
+        crate::Error::new(e.kind(), e)
+    }
+}
+
+/// How to read and flatten an image.
+#[derive(Debug, Clone, Default)]
+pub struct FlattenOptions {
+    /// Platform selection and progress bars.
+    pub source: SourceOptions,
+    /// Layer limits and `SOURCE_DATE_EPOCH`.
+    pub apply: ApplyOptions,
+    /// Where layer data is spooled (default: the system temp dir).
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// An image pulled into the store and flattened into its merged tree.
+#[derive(Debug)]
+pub struct Flattened {
+    /// The resolved image (manifest, config, layers).
+    pub image: ResolvedImage,
+    /// The merged tree.
+    pub tree: Tree,
+    /// File contents the tree points into.
+    pub spool: Spool,
+    /// What the layer engine saw (warnings, sizes).
+    pub report: Report,
+    _scratch: tempfile::TempDir,
+}
+
+/// Pulls `reference` into `store` (verifying every blob) and applies its layers in order.
+pub fn flatten(
+    reference: &Reference,
+    store: &Store,
+    opts: &FlattenOptions,
+    remote: Option<&dyn RemoteFetcher>,
+) -> Result<Flattened> {
+    let pulled = source::pull(reference, store, &opts.source, remote)?;
+    let image = pulled.image;
+    let scratch_parent = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let scratch = tempfile::Builder::new()
+        .prefix("oci2vm-spool-")
+        .tempdir_in(&scratch_parent)
+        .map_err(|source| ConvertError::Scratch {
+            path: scratch_parent.clone(),
+            source,
+        })?;
+    let mut inputs: Vec<LayerInput<Box<dyn Read + Send>>> = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        let blob = store.open_blob(&layer.digest, layer.size)?;
+        inputs.push(LayerInput {
+            digest: layer.digest.clone(),
+            diff_id: Some(layer.diff_id.clone()),
+            media_type: layer.media_type.clone(),
+            reader: Box::new(BufReader::with_capacity(1 << 20, blob)),
+            // the store's reader re-verifies the compressed digest; DiffIDs are still checked
+            verify_digest: false,
+        });
+    }
+    let (tree, spool, report) = crate::layers::build_tree(inputs, &opts.apply, scratch.path())?;
+    Ok(Flattened {
+        image,
+        tree,
+        spool,
+        report,
+        _scratch: scratch,
+    })
+}
+
+impl Flattened {
+    /// The image's runtime config (Entrypoint, Cmd, Env, ...).
+    pub fn runtime(&self) -> &RuntimeConfig {
+        &self.image.config.runtime
+    }
+
+    /// Writes the image's runtime config to the guest's reserved path
+    /// ([`oci2vm_guest::CONFIG_PATH`]) so the root filesystem is self-contained. The image's
+    /// own files, including `/sbin/init`, are left untouched.
+    pub fn embed_guest_config(&mut self) -> Result<()> {
+        let text = crate::guest::image::guest_config(&guest_runtime(self.runtime())).to_text();
+        let (dir_name, file_name) = reserved_names();
+        let mtime = Timestamp::from_secs(self.apply_epoch());
+        let root = self.tree.root();
+        let dir = match self.tree.lookup(root, dir_name) {
+            Some(n) if self.tree.inode_of(n).is_dir() => n,
+            Some(_) => {
+                return Err(ConvertError::ReservedPath {
+                    image: self.image.source.clone(),
+                }
+                .into());
+            }
+            None => {
+                let ino = self
+                    .tree
+                    .add_inode(Inode::new(InodeKind::Dir, 0o755, 0, 0, mtime));
+                self.tree.link(root, dir_name, ino, u32::MAX - 1)
+            }
+        };
+        if let Some(old) = self.tree.lookup(dir, file_name) {
+            self.tree.unlink(old);
+        }
+        let seg = self.spool.add_segment(Segment::Memory(Vec::new()));
+        let content =
+            self.spool
+                .append(seg, text.as_bytes())
+                .map_err(|source| ConvertError::Output {
+                    path: "/.oci2vm/config".into(),
+                    source,
+                })?;
+        let ino = self
+            .tree
+            .add_inode(Inode::new(InodeKind::File { content }, 0o644, 0, 0, mtime));
+        self.tree.link(dir, file_name, ino, u32::MAX - 1);
+        Ok(())
+    }
+
+    fn apply_epoch(&self) -> i64 {
+        std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// ext4 options for this image: UUID and hash seed derived from the manifest digest,
+    /// timestamps from `SOURCE_DATE_EPOCH` when set (deterministic output).
+    pub fn ext4_options(&self, size: Option<u64>) -> Ext4Options {
+        let mut seed = [0u8; 16];
+        let d = Digest::sha256_of(self.image.manifest_digest.to_string().as_bytes());
+        for (i, pair) in d.hex().as_bytes().chunks(2).take(16).enumerate() {
+            let s = std::str::from_utf8(pair).unwrap_or("00");
+            seed[i] = u8::from_str_radix(s, 16).unwrap_or(0);
+        }
+        let label: Vec<u8> = b"oci2vm-root".to_vec();
+        Ext4Options {
+            size,
+            seed,
+            label,
+            timestamp: std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+            ..Ext4Options::default()
+        }
+    }
+
+    /// Writes an ext4 image of the tree to `out` (atomically).
+    pub fn write_ext4(&self, out: &Path, opts: &Ext4Options) -> Result<Ext4Report> {
+        Ok(crate::fs::ext4::write_ext4(
+            &self.tree,
+            &self.spool,
+            out,
+            opts,
+        )?)
+    }
+
+    /// Writes a newc cpio archive of the tree to `out` (atomically; `-` for stdout).
+    pub fn write_cpio(&self, out: &Path) -> Result<()> {
+        if out == Path::new("-") {
+            let stdout = io::stdout();
+            let w = BufWriter::with_capacity(1 << 20, stdout.lock());
+            crate::fs::cpio::write_cpio(&self.tree, &self.spool, w)?;
+            return Ok(());
+        }
+        atomic_write(out, |f| {
+            let w = BufWriter::with_capacity(1 << 20, f);
+            crate::fs::cpio::write_cpio(&self.tree, &self.spool, w)?;
+            Ok(())
+        })
+    }
+}
+
+/// A root filesystem for `run`, converted once per (manifest digest, conversion options) and
+/// cached in the store under `rootfs/`. The cached file is never written by a VM (the launcher
+/// attaches it copy-on-write).
+#[derive(Debug)]
+pub struct CachedRootfs {
+    /// The resolved image.
+    pub image: ResolvedImage,
+    /// The ext4 image.
+    pub path: PathBuf,
+    /// False when an earlier conversion was reused.
+    pub converted: bool,
+}
+
+/// Resolves `reference`, and converts it to an ext4 root filesystem with the guest config
+/// embedded, unless the store already holds one for the same image and options.
+pub fn cached_rootfs(
+    reference: &Reference,
+    store: &Store,
+    opts: &FlattenOptions,
+    remote: Option<&dyn RemoteFetcher>,
+    size: Option<u64>,
+) -> Result<CachedRootfs> {
+    let image = source::resolve(reference, &opts.source, remote)?;
+    let key = rootfs_key(&image, size, opts.apply.source_date_epoch);
+    let dir = store.root().join("rootfs");
+    let path = dir.join(format!("{}.ext4", key.hex()));
+    if path.is_file() {
+        tracing::info!(path = %path.display(), "reusing converted root filesystem");
+        return Ok(CachedRootfs {
+            image,
+            path,
+            converted: false,
+        });
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| ConvertError::Output {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut flat = flatten(reference, store, opts, remote)?;
+    flat.embed_guest_config()?;
+    let ext4 = flat.ext4_options(size);
+    flat.write_ext4(&path, &ext4)?;
+    Ok(CachedRootfs {
+        image: flat.image,
+        path,
+        converted: true,
+    })
+}
+
+/// The cache key of a converted root filesystem: everything that changes its bytes.
+fn rootfs_key(image: &ResolvedImage, size: Option<u64>, epoch: Option<i64>) -> Digest {
+    let text = crate::guest::image::guest_config(&guest_runtime(&image.config.runtime)).to_text();
+    let key = format!(
+        "oci2vm {} rootfs v1\nmanifest {}\nsize {size:?}\nepoch {epoch:?}\nconfig {text}",
+        env!("CARGO_PKG_VERSION"),
+        image.manifest_digest,
+    );
+    Digest::sha256_of(key.as_bytes())
+}
+
+fn reserved_names() -> (&'static [u8], &'static [u8]) {
+    let path = oci2vm_guest::CONFIG_PATH.trim_start_matches('/');
+    match path.split_once('/') {
+        Some((d, f)) => (d.as_bytes(), f.as_bytes()),
+        None => (b".oci2vm", path.as_bytes()),
+    }
+}
+
+/// Writes a file through a temporary name beside `out`, renamed on success.
+pub fn atomic_write(out: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let io_err = |source| ConvertError::Output {
+        path: out.to_path_buf(),
+        source,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".oci2vm-tmp-")
+        .tempfile_in(&dir)
+        .map_err(io_err)?;
+    write(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush().map_err(io_err)?;
+    tmp.as_file().sync_all().map_err(io_err)?;
+    tmp.persist(out).map_err(|e| io_err(e.error))?;
+    Ok(())
+}
+
+/// The guest side's view of the runtime config.
+pub fn guest_runtime(rc: &RuntimeConfig) -> ImageRuntime {
+    ImageRuntime {
+        entrypoint: rc.entrypoint.clone().unwrap_or_default(),
+        cmd: rc.cmd.clone().unwrap_or_default(),
+        env: rc.env.clone(),
+        workdir: rc.working_dir.clone().unwrap_or_default(),
+        user: rc.user.clone().unwrap_or_default(),
+        stop_signal: rc.stop_signal.clone(),
+    }
+}
+
+/// The emitters' view of the runtime config.
+pub fn assets_runtime(rc: &RuntimeConfig) -> assets::RuntimeConfig {
+    let nonneg = |v: Option<i64>| v.and_then(|x| u64::try_from(x).ok()).unwrap_or(0);
+    assets::RuntimeConfig {
+        entrypoint: rc.entrypoint.clone().unwrap_or_default(),
+        cmd: rc.cmd.clone().unwrap_or_default(),
+        env: rc.env.clone(),
+        working_dir: rc.working_dir.clone().unwrap_or_default(),
+        user: rc.user.clone().unwrap_or_default(),
+        exposed_ports: rc.exposed_ports.clone(),
+        volumes: rc.volumes.clone(),
+        labels: rc.labels.clone(),
+        stop_signal: rc.stop_signal.clone(),
+        healthcheck: rc.healthcheck.as_ref().map(|h| assets::Healthcheck {
+            test: h.test.clone(),
+            interval: nonneg(h.interval),
+            timeout: nonneg(h.timeout),
+            start_period: nonneg(h.start_period),
+            retries: h.retries.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_path_splits_into_dir_and_file() {
+        assert_eq!(reserved_names(), (&b".oci2vm"[..], &b"config"[..]));
+    }
+
+    #[test]
+    fn atomic_write_leaves_nothing_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.bin");
+        let r = atomic_write(&out, |f| {
+            f.write_all(b"partial").unwrap();
+            Err(crate::Error::new(ErrorKind::Io, "disk full"))
+        });
+        assert!(r.is_err());
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        atomic_write(&out, |f| {
+            f.write_all(b"ok").unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"ok");
+    }
+
+    #[test]
+    fn healthcheck_durations_map_to_the_emitters_units() {
+        let rc = RuntimeConfig {
+            healthcheck: Some(crate::image::Healthcheck {
+                test: vec!["CMD".into(), "true".into()],
+                interval: Some(5_000_000_000),
+                timeout: Some(-1),
+                start_period: None,
+                start_interval: None,
+                retries: Some(3),
+            }),
+            ..RuntimeConfig::default()
+        };
+        let h = assets_runtime(&rc).healthcheck.unwrap();
+        assert_eq!(
+            (h.interval, h.timeout, h.start_period, h.retries),
+            (5_000_000_000, 0, 0, 3)
+        );
+    }
+}

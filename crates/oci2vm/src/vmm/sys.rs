@@ -1,0 +1,72 @@
+//! The launcher's only `unsafe`: probing KVM and catching SIGINT/SIGTERM.
+#![allow(unsafe_code)]
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// `KVM_CREATE_VM` = `_IO(KVMIO, 0x01)`, KVMIO = 0xAE (linux/kvm.h).
+const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
+
+/// True when /dev/kvm opens and really creates a VM (it can exist yet be unusable, as on
+/// nested hosts without VMX passthrough).
+pub fn kvm_usable() -> bool {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    else {
+        return false;
+    };
+    // SAFETY: KVM_CREATE_VM takes an integer machine type (0) and returns a new fd or -1.
+    let vm = unsafe { libc::ioctl(f.as_raw_fd(), KVM_CREATE_VM, 0 as libc::c_ulong) };
+    if vm < 0 {
+        return false;
+    }
+    // SAFETY: `vm` is a fresh fd we own and close exactly once.
+    unsafe { libc::close(vm) };
+    true
+}
+
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    PENDING.store(sig, Ordering::SeqCst);
+}
+
+/// Routes SIGINT and SIGTERM to a flag read by [`take_signal`] instead of killing us.
+pub fn catch_stop_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data; the handler only stores to an atomic, which is
+        // async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The last stop signal received since the previous call, if any.
+pub fn take_signal() -> Option<i32> {
+    match PENDING.swap(0, Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Makes the child get SIGKILL when we die, so a killed `oci2vm` never leaves a VM behind.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
