@@ -73,6 +73,8 @@ enum Command {
     Images(commands::images::ImagesArgs),
     /// Remove blobs no stored image refers to, and stale temp files.
     Prune,
+    /// Write an image's merged root filesystem as tar, dir, ext4, cpio, LXC or nspawn.
+    Convert(Box<commands::convert::ConvertArgs>),
     /// Boot an image as a VM and run its entrypoint, like `docker run`.
     Run(Box<commands::run::RunArgs>),
 }
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Pull(a) => commands::pull::run(&ctx, a).map(|()| 0),
         Command::Images(a) => commands::images::run(&ctx, a).map(|()| 0),
         Command::Prune => commands::prune::run(&ctx).map(|()| 0),
+        Command::Convert(a) => commands::convert::run(&ctx, a).map(|()| 0),
         Command::Run(a) => commands::run::run(&ctx, a, cli.verbose),
     };
     match result {

@@ -1,0 +1,183 @@
+//! `oci2vm convert SOURCE --format FORMAT -o OUT`: write the merged tree of an image.
+//!
+//! | format | OUT | what |
+//! |---|---|---|
+//! | `tar` | FILE or `-` | flattened rootfs tar (PAX, deterministic) |
+//! | `dir` | DIR (new or empty) | unpacked rootfs; rootless runs report what they could not apply |
+//! | `ext4` | FILE | ext4 image written directly, with the guest config at `/.oci2vm/config` |
+//! | `cpio` | FILE or `-` | newc initramfs of the whole tree |
+//! | `lxc` | DIR | `DIR/rootfs/` and an LXC `DIR/config` running Entrypoint+Cmd |
+//! | `nspawn` | DIR | `DIR/rootfs/` and `DIR/rootfs.nspawn`; prints the `systemd-nspawn` command |
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use oci2vm::convert::{self, FlattenOptions, Flattened};
+use oci2vm::fs::ext4::Ext4Options;
+use oci2vm::source::RemoteFetcher;
+
+use super::{Context, parse_size, parse_source};
+
+/// Output formats of `convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Flattened rootfs tar.
+    Tar,
+    /// Unpacked directory.
+    Dir,
+    /// ext4 filesystem image.
+    Ext4,
+    /// cpio newc initramfs.
+    Cpio,
+    /// LXC rootfs + config.
+    Lxc,
+    /// systemd-nspawn rootfs + .nspawn settings.
+    Nspawn,
+}
+
+/// Arguments of `convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The image: docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF].
+    pub source: String,
+    /// What to write.
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Format,
+    /// Output file (`-` for stdout with tar and cpio) or directory.
+    #[arg(long, short = 'o', value_name = "PATH")]
+    pub output: PathBuf,
+    /// ext4: filesystem size, e.g. 2G [default: content * 1.25 + 64 MiB].
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// ext4: number of inodes [default: one per 16 KiB].
+    #[arg(long)]
+    pub inodes: Option<u32>,
+    /// ext4: add a JBD2 journal.
+    #[arg(long)]
+    pub journal: bool,
+    /// ext4: leave out /.oci2vm/config (the guest config `oci2vm run` and the assets use).
+    #[arg(long)]
+    pub no_guest_config: bool,
+    /// Directory for spooled layer data [default: the system temp dir].
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+}
+
+/// Runs the command.
+pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
+    let reference = parse_source(&a.source)?;
+    let store = ctx.store()?;
+    let client = ctx.registry_for(&reference)?;
+    let remote = client.as_ref().map(|c| c as &dyn RemoteFetcher);
+    let opts = FlattenOptions {
+        source: ctx.source_options(),
+        apply: oci2vm::layers::ApplyOptions::from_env(),
+        scratch_dir: a.scratch.clone(),
+    };
+    let mut flat = convert::flatten(&reference, &store, &opts, remote)
+        .with_context(|| format!("flattening {}", a.source))?;
+    let out = &a.output;
+    let stdout = out == Path::new("-");
+    if stdout && !matches!(a.format, Format::Tar | Format::Cpio) {
+        return Err(oci2vm::Error::new(
+            oci2vm::ErrorKind::InvalidInput,
+            "-o - (stdout) works with --format tar or cpio only",
+        )
+        .into());
+    }
+    let what = || format!("writing {}", out.display());
+    match a.format {
+        Format::Tar => {
+            let stats = oci2vm::fs::tar::write_to(&flat.tree, &flat.spool, out)
+                .map_err(oci2vm::Error::from)
+                .with_context(what)?;
+            tracing::info!(?stats, "tar written");
+        }
+        Format::Dir => write_dir(&flat, out)?,
+        Format::Ext4 => {
+            if !a.no_guest_config {
+                flat.embed_guest_config()?;
+            }
+            let opts = Ext4Options {
+                inodes: a.inodes,
+                journal: a.journal,
+                ..flat.ext4_options(a.size)
+            };
+            let r = flat.write_ext4(out, &opts).with_context(what)?;
+            eprintln!(
+                "{}: {} blocks of 4 KiB ({} free), {} inodes ({} used)",
+                out.display(),
+                r.blocks,
+                r.free_blocks,
+                r.inodes,
+                r.used_inodes
+            );
+        }
+        Format::Cpio => flat.write_cpio(out).with_context(what)?,
+        Format::Lxc | Format::Nspawn => write_container(&flat, a.format, out)?,
+    }
+    Ok(())
+}
+
+fn write_dir(flat: &Flattened, out: &Path) -> anyhow::Result<()> {
+    let report = oci2vm::fs::dir::write_to(&flat.tree, &flat.spool, out)
+        .map_err(oci2vm::Error::from)
+        .with_context(|| format!("writing {}", out.display()))?;
+    if !report.is_complete() {
+        eprintln!(
+            "warning: {} entries written; not applied without root: {} ownerships, {} device nodes, \
+             {} xattrs, {} sockets skipped",
+            report.entries,
+            report.ownership_not_applied,
+            report.devices_not_created,
+            report.xattrs_not_applied,
+            report.sockets_skipped
+        );
+        for d in report.details.iter().take(20) {
+            eprintln!("  {d}");
+        }
+        if report.details.len() > 20 {
+            eprintln!("  ... and {} more", report.details.len() - 20);
+        }
+    }
+    Ok(())
+}
+
+/// `DIR/rootfs` plus an LXC config or a `.nspawn` file next to it.
+fn write_container(flat: &Flattened, format: Format, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let out = std::fs::canonicalize(out).with_context(|| format!("resolving {}", out.display()))?;
+    let rootfs = out.join("rootfs");
+    write_dir(flat, &rootfs)?;
+    let runtime = convert::assets_runtime(flat.runtime());
+    let rootfs_str = rootfs
+        .to_str()
+        .context("the output path must be valid UTF-8 for LXC and nspawn configs")?;
+    match format {
+        Format::Lxc => {
+            let name =
+                oci2vm::assets::machine_name(&flat.image.source, &flat.image.manifest_digest);
+            let cfg = oci2vm::assets::lxc::emit(&runtime, &name, rootfs_str)
+                .map_err(oci2vm::Error::from)?;
+            let path = out.join("config");
+            convert::atomic_write(&path, |f| {
+                std::io::Write::write_all(f, cfg.text.as_bytes())
+                    .map_err(|e| oci2vm::Error::new(oci2vm::ErrorKind::Io, e))
+            })?;
+            println!("{}", cfg.start_command);
+        }
+        _ => {
+            let volumes = out.join("volumes");
+            let ns = oci2vm::assets::nspawn::emit(&runtime, rootfs_str, &volumes)
+                .map_err(oci2vm::Error::from)?;
+            let path = out.join("rootfs.nspawn");
+            convert::atomic_write(&path, |f| {
+                std::io::Write::write_all(f, ns.settings.as_bytes())
+                    .map_err(|e| oci2vm::Error::new(oci2vm::ErrorKind::Io, e))
+            })?;
+            println!("{}", ns.command_line());
+        }
+    }
+    Ok(())
+}
