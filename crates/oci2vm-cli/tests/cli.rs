@@ -161,7 +161,9 @@ fn pull_then_images_then_prune() {
         .arg("prune")
         .assert()
         .success()
-        .stdout(predicate::str::contains("removed 0 blobs and 1 temp files"));
+        .stdout(predicate::str::contains(
+            "removed 0 blobs, 1 temp files and 0 cached root filesystems",
+        ));
 }
 
 #[test]

@@ -260,7 +260,7 @@ pub fn cached_rootfs(
 ) -> Result<CachedRootfs> {
     let image = source::resolve(reference, &opts.source, remote)?;
     let key = rootfs_key(&image, size, opts.apply.source_date_epoch);
-    let dir = store.root().join("rootfs");
+    let dir = store.root().join(crate::store::prune::ROOTFS_CACHE_DIR);
     let path = dir.join(format!("{}.ext4", key.hex()));
     if path.is_file() {
         tracing::info!(path = %path.display(), "reusing converted root filesystem");

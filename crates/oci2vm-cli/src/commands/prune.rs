@@ -1,4 +1,4 @@
-//! `oci2vm prune`: drop unreferenced blobs and stale temp files from the store.
+//! `oci2vm prune`: drop unreferenced blobs, stale temp files and cached root filesystems.
 
 use super::Context;
 
@@ -7,8 +7,8 @@ pub fn run(ctx: &Context) -> anyhow::Result<()> {
     let store = ctx.store()?;
     let r = store.prune().map_err(oci2vm::Error::from)?;
     println!(
-        "removed {} blobs and {} temp files, freed {} bytes; kept {} blobs",
-        r.blobs_removed, r.temp_files_removed, r.bytes_freed, r.blobs_kept
+        "removed {} blobs, {} temp files and {} cached root filesystems, freed {} bytes; kept {} blobs",
+        r.blobs_removed, r.temp_files_removed, r.rootfs_removed, r.bytes_freed, r.blobs_kept
     );
     Ok(())
 }

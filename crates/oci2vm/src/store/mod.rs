@@ -20,7 +20,7 @@
 
 mod index;
 mod lock;
-mod prune;
+pub mod prune;
 
 pub use index::StoredImage;
 pub use lock::StoreLock;

@@ -29,7 +29,12 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Stale temp files removed.
     pub temp_files_removed: usize,
+    /// Cached root filesystems (`rootfs/*.ext4`, derived data `run` rebuilds on demand) removed.
+    pub rootfs_removed: usize,
 }
+
+/// Where `convert::cached_rootfs` keeps converted root filesystems, inside the store.
+pub const ROOTFS_CACHE_DIR: &str = "rootfs";
 
 impl Store {
     /// The set of blob digests reachable from `index.json`.
@@ -111,6 +116,20 @@ impl Store {
                 fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
                 report.temp_files_removed += 1;
                 report.bytes_freed += meta.len();
+            }
+        }
+        // Converted root filesystems are derived data: a VM still using one keeps its open file.
+        let rootfs = self.root.join(ROOTFS_CACHE_DIR);
+        if let Ok(entries) = fs::read_dir(&rootfs) {
+            for entry in entries {
+                let entry = entry.map_err(io(&rootfs))?;
+                let path = entry.path();
+                let meta = entry.metadata().map_err(io(&path))?;
+                if meta.is_file() && path.extension().is_some_and(|e| e == "ext4") {
+                    fs::remove_file(&path).map_err(io(&path))?;
+                    report.rootfs_removed += 1;
+                    report.bytes_freed += meta.len();
+                }
             }
         }
         Ok(report)

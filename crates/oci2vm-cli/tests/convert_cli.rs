@@ -1,0 +1,250 @@
+//! `oci2vm convert`: every format through the real CLI, read back by independent tools, and
+//! the "nothing at the output path on failure" rule.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns panic on purpose
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+use assert_cmd::Command;
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn require(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(!in_ci(), "required under CI=true: {what}");
+        eprintln!("SKIPPED: {what}");
+    }
+    ok
+}
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("OCI2VM_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/oci2vm-fixtures"));
+    require(dir.join("images.json").is_file(), "fixture images").then_some(dir)
+}
+
+fn tool(name: &str) -> bool {
+    let found = Std::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    require(found, &format!("{name} installed"))
+}
+
+fn oci2vm(store: &Path) -> Command {
+    let mut c = Command::cargo_bin("oci2vm").unwrap();
+    c.env_remove("OCI2VM_STORE")
+        .env_remove("RUST_LOG")
+        .arg("--store")
+        .arg(store);
+    c
+}
+
+fn src(fx: &Path, name: &str) -> String {
+    format!("oci:{}:latest", fx.join("oci").join(name).display())
+}
+
+#[test]
+fn tar_output_is_read_back_by_gnu_tar() {
+    let Some(fx) = fixtures() else { return };
+    if !tool("tar") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("edge.tar");
+    oci2vm(&tmp.path().join("store"))
+        .args(["convert", &src(&fx, "edge"), "--format", "tar", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    let list = Std::new("tar").arg("-tf").arg(&out).output().unwrap();
+    assert!(list.status.success());
+    let names = String::from_utf8(list.stdout).unwrap();
+    assert!(names.lines().any(|l| l == "data/keep.txt"), "{names}");
+    assert!(
+        !names.contains(".wh."),
+        "whiteouts leaked into the flattened tar"
+    );
+    assert!(!names.lines().any(|l| l == "data/delete-me.txt/"));
+}
+
+#[test]
+fn tar_to_stdout_streams_the_same_bytes_as_to_a_file() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let file = tmp.path().join("bb.tar");
+    oci2vm(&store)
+        .args(["convert", &src(&fx, "busybox"), "-f", "tar", "-o"])
+        .arg(&file)
+        .assert()
+        .success();
+    let out = oci2vm(&store)
+        .args(["convert", &src(&fx, "busybox"), "-f", "tar", "-o", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout,
+        std::fs::read(&file).unwrap(),
+        "deterministic tar output"
+    );
+}
+
+#[test]
+fn ext4_output_is_e2fsck_clean_and_carries_the_guest_config() {
+    let Some(fx) = fixtures() else { return };
+    if !tool("e2fsck") || !tool("debugfs") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("root.ext4");
+    oci2vm(&tmp.path().join("store"))
+        .args([
+            "convert",
+            &src(&fx, "multistage"),
+            "--format",
+            "ext4",
+            "--size",
+            "64M",
+            "-o",
+        ])
+        .arg(&img)
+        .assert()
+        .success();
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 64 << 20);
+    let fsck = Std::new("e2fsck").arg("-fn").arg(&img).output().unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let cat = Std::new("debugfs")
+        .args(["-R", "cat /.oci2vm/config"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    let config = String::from_utf8_lossy(&cat.stdout);
+    assert!(
+        config.contains("/opt/app/bin/hello"),
+        "guest config: {config}"
+    );
+    assert!(
+        config.contains("nobody"),
+        "guest config keeps USER: {config}"
+    );
+}
+
+#[test]
+fn ext4_too_small_fails_and_leaves_nothing() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("small.ext4");
+    let out = oci2vm(&tmp.path().join("store"))
+        .args([
+            "convert",
+            &src(&fx, "debian-minbase"),
+            "-f",
+            "ext4",
+            "--size",
+            "16M",
+            "-o",
+        ])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!img.exists(), "a failed conversion left {}", img.display());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "store")
+        .collect();
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+}
+
+#[test]
+fn cpio_output_lists_with_gnu_cpio() {
+    let Some(fx) = fixtures() else { return };
+    if !tool("cpio") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bb.cpio");
+    oci2vm(&tmp.path().join("store"))
+        .args(["convert", &src(&fx, "busybox"), "--format", "cpio", "-o"])
+        .arg(&out)
+        .assert()
+        .success();
+    let list = Std::new("cpio")
+        .args(["-it", "--quiet"])
+        .stdin(std::fs::File::open(&out).unwrap())
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let names = String::from_utf8(list.stdout).unwrap();
+    assert!(names.lines().any(|l| l == "bin/busybox"));
+    assert!(
+        names.lines().any(|l| l == "dev/console"),
+        "initramfs needs dev/console"
+    );
+}
+
+#[test]
+fn lxc_output_has_rootfs_and_a_config_running_the_entrypoint() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lxc");
+    let out = oci2vm(&tmp.path().join("store"))
+        .args(["convert", &src(&fx, "multistage"), "--format", "lxc", "-o"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("rootfs/opt/app/bin/hello").is_file());
+    let config = std::fs::read_to_string(dir.join("config")).unwrap();
+    assert!(config.contains("lxc.rootfs.path = dir:"), "{config}");
+    assert!(config.contains("lxc.init.cwd = /opt/app"), "{config}");
+    assert!(
+        config.contains("/opt/app/bin/hello default-arg"),
+        "{config}"
+    );
+}
+
+#[test]
+fn bad_sources_and_stdout_misuse_exit_with_their_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    oci2vm(&store)
+        .args([
+            "convert",
+            "docker://Bad/UPPER:case",
+            "-f",
+            "tar",
+            "-o",
+            "x.tar",
+        ])
+        .assert()
+        .code(2);
+    oci2vm(&store)
+        .args(["convert", "oci:/nonexistent/layout", "-f", "tar", "-o"])
+        .arg(tmp.path().join("x.tar"))
+        .assert()
+        .failure();
+    assert!(!tmp.path().join("x.tar").exists());
+    if let Some(fx) = fixtures() {
+        oci2vm(&store)
+            .args(["convert", &src(&fx, "busybox"), "-f", "ext4", "-o", "-"])
+            .assert()
+            .code(2);
+    }
+}
