@@ -48,6 +48,14 @@ pub enum ConvertError {
         #[source]
         source: io::Error,
     },
+    /// A `Volumes` entry climbs out of the root filesystem.
+    #[error("{image}: volume {volume:?} contains '..'")]
+    VolumePath {
+        /// The image.
+        image: String,
+        /// The `Volumes` key.
+        volume: String,
+    },
     /// The image's reserved guest path is taken by something that is not a directory.
     #[error("{image}: /.oci2vm exists in the image and is not a directory")]
     ReservedPath {
@@ -60,7 +68,9 @@ impl Classify for ConvertError {
     fn kind(&self) -> ErrorKind {
         match self {
             ConvertError::Scratch { .. } | ConvertError::Output { .. } => ErrorKind::Io,
-            ConvertError::ReservedPath { .. } => ErrorKind::InvalidImage,
+            ConvertError::ReservedPath { .. } | ConvertError::VolumePath { .. } => {
+                ErrorKind::InvalidImage
+            }
         }
     }
 }
@@ -182,6 +192,53 @@ impl Flattened {
         Ok(())
     }
 
+    /// Creates each of the image's `Volumes` as a directory (mode 0755, root-owned) in the
+    /// tree, with any missing parents, so the declared mount points exist in the guest as they
+    /// do in a container. Paths are resolved in the tree only, never on the host; a component
+    /// that exists and is not a directory (a file, or a symlink, which is not followed) leaves
+    /// that volume as the image has it, with a warning. `..` is refused. Returns the number of
+    /// directories created.
+    pub fn create_volumes(&mut self) -> Result<usize> {
+        let volumes = self.image.config.runtime.volumes.clone();
+        let mtime = Timestamp::from_secs(self.apply_epoch());
+        let mut created = 0;
+        for volume in &volumes {
+            let parts: Vec<&str> = volume
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect();
+            if parts.contains(&"..") {
+                return Err(ConvertError::VolumePath {
+                    image: self.image.source.clone(),
+                    volume: volume.clone(),
+                }
+                .into());
+            }
+            let mut dir = self.tree.root();
+            for part in parts {
+                dir = match self.tree.lookup(dir, part.as_bytes()) {
+                    Some(n) if self.tree.inode_of(n).is_dir() => n,
+                    Some(_) => {
+                        tracing::warn!(
+                            volume = %volume,
+                            component = part,
+                            "volume path is not a directory in the image; left as is"
+                        );
+                        break;
+                    }
+                    None => {
+                        let ino =
+                            self.tree
+                                .add_inode(Inode::new(InodeKind::Dir, 0o755, 0, 0, mtime));
+                        created += 1;
+                        self.tree.link(dir, part.as_bytes(), ino, u32::MAX - 1)
+                    }
+                };
+            }
+        }
+        Ok(created)
+    }
+
     fn apply_epoch(&self) -> i64 {
         std::env::var("SOURCE_DATE_EPOCH")
             .ok()
@@ -275,6 +332,7 @@ pub fn cached_rootfs(
         source,
     })?;
     let mut flat = flatten(reference, store, opts, remote)?;
+    flat.create_volumes()?;
     flat.embed_guest_config()?;
     let ext4 = flat.ext4_options(size);
     flat.write_ext4(&path, &ext4)?;
@@ -289,7 +347,7 @@ pub fn cached_rootfs(
 fn rootfs_key(image: &ResolvedImage, size: Option<u64>, epoch: Option<i64>) -> Digest {
     let text = crate::guest::image::guest_config(&guest_runtime(&image.config.runtime)).to_text();
     let key = format!(
-        "oci2vm {} rootfs v1\nmanifest {}\nsize {size:?}\nepoch {epoch:?}\nconfig {text}",
+        "oci2vm {} rootfs v2\nmanifest {}\nsize {size:?}\nepoch {epoch:?}\nconfig {text}",
         env!("CARGO_PKG_VERSION"),
         image.manifest_digest,
     );

@@ -98,7 +98,8 @@ macro_rules! bail {
     ($($t:tt)*) => { return Err(invalid(format!($($t)*))) };
 }
 
-fn cache_dir() -> PathBuf {
+/// Where the initramfs and other rebuildable files are cached.
+pub fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

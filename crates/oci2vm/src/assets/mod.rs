@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::Digest;
 
+pub mod build;
 pub mod cloud_hypervisor;
 pub mod cmdline;
 pub mod firecracker;

@@ -279,7 +279,7 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
             args.config = Some(ConfigSource::File(oci2vm_guest::OVERRIDE_PATH.into()));
         }
     }
-    let cmdline = qemu::kernel_cmdline(spec, &args.render(), qemu::host_tsc_khz());
+    let cmdline = qemu::kernel_cmdline(spec, &args, qemu::host_tsc_khz());
 
     let kernel_log = match &spec.kernel_log {
         KernelLog::Hidden => dir.0.join("kernel.log"),
