@@ -1,0 +1,144 @@
+//! `oci2vm run IMAGE` honours the image config beyond argv: Volumes exist as mount points in
+//! the guest, and the host's Ctrl-C reaches the workload as the image's StopSignal. The
+//! config-docker fixture declares `VOLUME /data /cache` and `STOPSIGNAL SIGQUIT`; edge declares
+//! `VOLUME /vol` with no such directory in its layers. One test, boots in sequence.
+//!
+//! Needs the fixtures, the Debian cloud kernel and qemu-system-x86_64; missing ones skip
+//! locally and fail under CI=true.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn skip(reason: &str) {
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "required under CI: {reason}"
+    );
+    eprintln!("skipped: {reason}");
+}
+
+fn ready() -> Option<PathBuf> {
+    let fx = PathBuf::from(
+        std::env::var("OCI2VM_FIXTURES").unwrap_or_else(|_| "/var/tmp/oci2vm-fixtures".into()),
+    );
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    for (ok, what) in [
+        (
+            fx.join("oci/config-docker").exists(),
+            "config-docker fixture",
+        ),
+        (fx.join("oci/edge").exists(), "edge fixture"),
+        (
+            Path::new("/boot/vmlinuz-6.1.0-56-cloud-amd64").exists(),
+            "Debian cloud kernel",
+        ),
+        (qemu, "qemu-system-x86_64"),
+    ] {
+        if !ok {
+            skip(&format!("{what} missing"));
+            return None;
+        }
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(
+        Command::new(ws.join("scripts/build-init.sh"))
+            .stdout(Stdio::null())
+            .status()
+            .expect("build init")
+            .success()
+    );
+    Some(fx)
+}
+
+fn oci2vm(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_oci2vm"));
+    c.arg("--store").arg(store);
+    c
+}
+
+#[test]
+fn volumes_and_stop_signal_reach_the_guest() {
+    let Some(fx) = ready() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    let config_docker = format!("oci:{}/oci/config-docker:latest", fx.display());
+    let edge = format!("oci:{}/oci/edge:latest", fx.display());
+
+    // Volumes: declared mount points are directories in the guest.
+    let out = oci2vm(&store)
+        .args(["run", "--network", "none", "--timeout", "120", &edge])
+        .args(["--", "test -d /vol && echo vol-ok"])
+        .output()
+        .expect("run edge");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "vol-ok\n"),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = oci2vm(&store)
+        .args(["run", "--network", "none", "--timeout", "120"])
+        .args(["--entrypoint", "sh", &config_docker])
+        .args([
+            "--",
+            "-c",
+            "test -d /data && test -d /cache && echo vols-ok",
+        ])
+        .output()
+        .expect("run config-docker");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "vols-ok\n"),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // StopSignal: Ctrl-C on the host arrives as SIGQUIT, not SIGTERM.
+    let mut child = oci2vm(&store)
+        .args(["run", "--network", "none", "--timeout", "120"])
+        .args(["--entrypoint", "sh", &config_docker])
+        .args([
+            "--",
+            "-c",
+            "trap 'echo got QUIT; exit 3' QUIT; trap 'echo got TERM; exit 4' TERM; \
+             echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let start = Instant::now();
+    let first = lines.next().and_then(Result::ok);
+    assert_eq!(first.as_deref(), Some("ready"), "workload did not start");
+    assert!(start.elapsed() < Duration::from_secs(120));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        (status.code(), rest),
+        (Some(3), vec!["got QUIT".to_string()])
+    );
+}
