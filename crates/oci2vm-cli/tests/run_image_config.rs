@@ -1,7 +1,9 @@
 //! `oci2vm run IMAGE` honours the image config beyond argv: Volumes exist as mount points in
-//! the guest, and the host's Ctrl-C reaches the workload as the image's StopSignal. The
-//! config-docker fixture declares `VOLUME /data /cache` and `STOPSIGNAL SIGQUIT`; edge declares
-//! `VOLUME /vol` with no such directory in its layers. One test, boots in sequence.
+//! the guest, the host's Ctrl-C reaches the workload as the image's StopSignal, and `--health`
+//! runs the Healthcheck in the guest with its interval and retries. The config-docker fixture
+//! declares `VOLUME /data /cache`, `STOPSIGNAL SIGQUIT` and (Docker form only) `HEALTHCHECK
+//! --interval=5s --timeout=2s --retries=3 CMD true`; edge declares `VOLUME /vol` with no such
+//! directory in its layers. One test, boots in sequence.
 //!
 //! Needs the fixtures, the Debian cloud kernel and qemu-system-x86_64; missing ones skip
 //! locally and fail under CI=true.
@@ -141,4 +143,51 @@ fn volumes_and_stop_signal_reach_the_guest() {
         (status.code(), rest),
         (Some(3), vec!["got QUIT".to_string()])
     );
+
+    // Healthcheck: `true` passes at ~5 s (healthy); once it is gone, three failures in a row
+    // (10, 15, 20 s) make the workload unhealthy.
+    let docker = format!(
+        "docker-archive:{}/docker-archive/config-docker.tar",
+        fx.display()
+    );
+    let started = Instant::now();
+    let out = oci2vm(&store)
+        .args([
+            "run",
+            "--health",
+            "--network",
+            "none",
+            "--timeout",
+            "180",
+            "-u",
+            "0",
+        ])
+        .args(["--entrypoint", "sh", &docker])
+        .args(["--", "-c", "sleep 7; rm -f /bin/true; sleep 17; echo done"])
+        .output()
+        .expect("run --health");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--health run took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    let health: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("health:"))
+        .collect();
+    assert_eq!(
+        health,
+        [
+            "health: healthy (exit status 0)",
+            "health: unhealthy (3 consecutive failures, last: exit status 127)"
+        ],
+        "{stderr}"
+    );
+    // Without --health nothing is run or reported.
+    let out = oci2vm(&store)
+        .args(["run", "--network", "none", "--timeout", "120", "-u", "0"])
+        .args(["--entrypoint", "sh", &docker])
+        .args(["--", "-c", "sleep 6"])
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("health:"));
 }

@@ -8,6 +8,7 @@
 mod console;
 mod early;
 mod exec;
+mod health;
 mod net;
 mod root;
 mod supervise;
@@ -152,8 +153,13 @@ fn main() {
             .unwrap_or_else(|e| fail(Step::Spawn, format_args!("/dev/null: {e}")))
     };
     use std::os::fd::AsRawFd;
+    let env = exec::environment(&cfg.env, &cfg.hostname, &identity.home);
+    let mut checker = cfg
+        .health
+        .clone()
+        .map(|h| health::Checker::new(h, env.clone(), workdir.clone(), identity.clone()));
     let plan = workload::Plan {
-        env: exec::environment(&cfg.env, &cfg.hostname, &identity.home),
+        env,
         argv: cfg.argv.clone(),
         workdir,
         identity,
@@ -168,7 +174,10 @@ fn main() {
     drop((stdin, stdout, stderr));
 
     // 14. Forward signals, reap, wait for the workload's status and report it.
-    let status = supervise::supervise(pid, &signals, control.as_ref())
+    if let Some(c) = checker.as_mut() {
+        c.set_workload(pid);
+    }
+    let status = supervise::supervise(pid, &signals, control.as_ref(), checker.as_mut())
         .unwrap_or_else(|e| fail(Step::Supervise, e));
     send(&Event::Exit(status));
     if args.console {

@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// Write the kernel log here.
     #[arg(long)]
     pub kernel_log: Option<PathBuf>,
+    /// Run the image's Healthcheck in the guest (its interval, timeout, start period and
+    /// retries) and print `health: healthy|unhealthy (...)` to stderr on each change.
+    #[arg(long)]
+    pub health: bool,
     /// Machine model: microvm or q35.
     #[arg(long, default_value = "microvm")]
     pub machine: String,
@@ -137,6 +141,8 @@ struct Root {
     disk: PathBuf,
     snapshot: bool,
     runtime: Option<oci2vm::guest::image::ImageRuntime>,
+    /// The image's Healthcheck, for `--health`.
+    health: Option<oci2vm::assets::Healthcheck>,
 }
 
 fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
@@ -145,6 +151,7 @@ fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
             disk: disk.clone(),
             snapshot: false,
             runtime: None,
+            health: None,
         });
     }
     let Some(source) = &a.source else {
@@ -167,10 +174,12 @@ fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
     let cached = convert::cached_rootfs(&reference, &store, &opts, remote, a.disk_size)
         .with_context(|| format!("converting {source}"))?;
     let runtime = convert::guest_runtime(&cached.image.config.runtime);
+    let health = convert::assets_runtime(&cached.image.config.runtime).healthcheck;
     Ok(Root {
         disk: cached.path,
         snapshot: true,
         runtime: Some(runtime),
+        health,
     })
 }
 
@@ -261,6 +270,23 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     if a.init {
         o.init(true);
     }
+    if a.health {
+        let plan =
+            oci2vm::assets::health::plan(root.health.as_ref()).map_err(oci2vm::Error::from)?;
+        match plan {
+            Some(p) => {
+                let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+                o.health(&oci2vm_guest::Health {
+                    argv: p.argv,
+                    interval_ms: ms(p.interval),
+                    timeout_ms: ms(p.timeout),
+                    start_ms: u64::try_from(p.start_period.as_millis()).unwrap_or(u64::MAX),
+                    retries: p.retries.max(1),
+                });
+            }
+            None => eprintln!("health: none (the image has no Healthcheck)"),
+        }
+    }
     if a.interactive {
         o.stdin(true);
     }
@@ -287,6 +313,7 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     spec.catch_signals = true;
     spec.state_dir = Some(cache_dir());
     spec.debug = verbose > 1;
+    spec.report_health = a.health;
     spec.kernel_log = match (&a.kernel_log, verbose) {
         (Some(p), _) => KernelLog::File(p.clone()),
         (None, 0) => KernelLog::Hidden,
