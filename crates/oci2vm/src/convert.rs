@@ -199,44 +199,13 @@ impl Flattened {
     /// that volume as the image has it, with a warning. `..` is refused. Returns the number of
     /// directories created.
     pub fn create_volumes(&mut self) -> Result<usize> {
-        let volumes = self.image.config.runtime.volumes.clone();
         let mtime = Timestamp::from_secs(self.apply_epoch());
-        let mut created = 0;
-        for volume in &volumes {
-            let parts: Vec<&str> = volume
-                .split('/')
-                .filter(|c| !c.is_empty() && *c != ".")
-                .collect();
-            if parts.contains(&"..") {
-                return Err(ConvertError::VolumePath {
-                    image: self.image.source.clone(),
-                    volume: volume.clone(),
-                }
-                .into());
-            }
-            let mut dir = self.tree.root();
-            for part in parts {
-                dir = match self.tree.lookup(dir, part.as_bytes()) {
-                    Some(n) if self.tree.inode_of(n).is_dir() => n,
-                    Some(_) => {
-                        tracing::warn!(
-                            volume = %volume,
-                            component = part,
-                            "volume path is not a directory in the image; left as is"
-                        );
-                        break;
-                    }
-                    None => {
-                        let ino =
-                            self.tree
-                                .add_inode(Inode::new(InodeKind::Dir, 0o755, 0, 0, mtime));
-                        created += 1;
-                        self.tree.link(dir, part.as_bytes(), ino, u32::MAX - 1)
-                    }
-                };
-            }
-        }
-        Ok(created)
+        create_volume_dirs(
+            &mut self.tree,
+            &self.image.config.runtime.volumes,
+            mtime,
+            &self.image.source,
+        )
     }
 
     fn apply_epoch(&self) -> i64 {
@@ -343,6 +312,49 @@ pub fn cached_rootfs(
     })
 }
 
+/// [`Flattened::create_volumes`] on a bare tree.
+fn create_volume_dirs(
+    tree: &mut Tree,
+    volumes: &[String],
+    mtime: Timestamp,
+    image: &str,
+) -> Result<usize> {
+    let mut created = 0;
+    for volume in volumes {
+        let parts: Vec<&str> = volume
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if parts.contains(&"..") {
+            return Err(ConvertError::VolumePath {
+                image: image.to_string(),
+                volume: volume.clone(),
+            }
+            .into());
+        }
+        let mut dir = tree.root();
+        for part in parts {
+            dir = match tree.lookup(dir, part.as_bytes()) {
+                Some(n) if tree.inode_of(n).is_dir() => n,
+                Some(_) => {
+                    tracing::warn!(
+                        volume = %volume,
+                        component = part,
+                        "volume path is not a directory in the image; left as is"
+                    );
+                    break;
+                }
+                None => {
+                    let ino = tree.add_inode(Inode::new(InodeKind::Dir, 0o755, 0, 0, mtime));
+                    created += 1;
+                    tree.link(dir, part.as_bytes(), ino, u32::MAX - 1)
+                }
+            };
+        }
+    }
+    Ok(created)
+}
+
 /// The cache key of a converted root filesystem: everything that changes its bytes.
 fn rootfs_key(image: &ResolvedImage, size: Option<u64>, epoch: Option<i64>) -> Digest {
     let text = crate::guest::image::guest_config(&guest_runtime(&image.config.runtime)).to_text();
@@ -421,6 +433,45 @@ pub fn assets_runtime(rc: &RuntimeConfig) -> assets::RuntimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_become_directories_inside_the_tree_only() {
+        let t0 = Timestamp::from_secs(0);
+        let mut tree = Tree::new(0o755, 0, 0, t0);
+        let root = tree.root();
+        let etc = tree.add_inode(Inode::new(InodeKind::Dir, 0o700, 0, 0, t0));
+        let etc = tree.link(root, b"etc", etc, 0);
+        let file = tree.add_inode(Inode::new(
+            InodeKind::Symlink {
+                target: b"/etc".to_vec(),
+            },
+            0o777,
+            0,
+            0,
+            t0,
+        ));
+        tree.link(root, b"link", file, 0);
+        let vols: Vec<String> = ["/data", "/var/lib/x/", "etc/y", "/./data", "/link/z"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // data, var, var/lib, var/lib/x, etc/y; /link is a symlink: not followed, nothing made.
+        assert_eq!(create_volume_dirs(&mut tree, &vols, t0, "img").unwrap(), 5);
+        let var = tree.lookup(root, b"var").unwrap();
+        let lib = tree.lookup(var, b"lib").unwrap();
+        assert!(tree.inode_of(tree.lookup(lib, b"x").unwrap()).is_dir());
+        assert!(tree.inode_of(tree.lookup(etc, b"y").unwrap()).is_dir());
+        assert_eq!(
+            tree.inode_of(etc).mode & 0o777,
+            0o700,
+            "existing dir changed"
+        );
+        // Idempotent.
+        assert_eq!(create_volume_dirs(&mut tree, &vols, t0, "img").unwrap(), 0);
+        let e = create_volume_dirs(&mut tree, &["/a/../../etc".into()], t0, "img").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidImage);
+        assert!(tree.lookup(root, b"a").is_none(), "created before refusing");
+    }
 
     #[test]
     fn reserved_path_splits_into_dir_and_file() {
