@@ -1,5 +1,5 @@
 //! `oci2vm run IMAGE` honours the image config beyond argv: Volumes exist as mount points in
-//! the guest, the host's Ctrl-C reaches the workload as the image's StopSignal, and `--health`
+//! the guest, `-P` publishes the ExposedPorts, the host's Ctrl-C reaches the workload as the image's StopSignal, and `--health`
 //! runs the Healthcheck in the guest with its interval and retries. The config-docker fixture
 //! declares `VOLUME /data /cache`, `STOPSIGNAL SIGQUIT` and (Docker form only) `HEALTHCHECK
 //! --interval=5s --timeout=2s --retries=3 CMD true`; edge declares `VOLUME /vol` with no such
@@ -66,7 +66,7 @@ fn oci2vm(store: &Path) -> Command {
 }
 
 #[test]
-fn volumes_and_stop_signal_reach_the_guest() {
+fn image_config_reaches_the_guest() {
     let Some(fx) = ready() else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");
@@ -106,6 +106,66 @@ fn volumes_and_stop_signal_reach_the_guest() {
         (Some(0), "vols-ok\n"),
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // ExposedPorts with -P: 80/tcp and 443/tcp on free host ports, 5353/udp reported as not
+    // forwarded; a connection to the 80/tcp one reaches a listener in the guest.
+    let mut child = oci2vm(&store)
+        .args(["run", "-P", "-u", "0", "--timeout", "120"])
+        .args(["--entrypoint", "sh", &config_docker])
+        .args([
+            "--",
+            "-c",
+            "(echo hello-port | nc -l -p 80) & echo up; wait; echo served",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn -P");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err_lines = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for l in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(l.clone());
+            all.push(l);
+        }
+        all
+    });
+    let mut out_lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(out_lines.next().and_then(Result::ok).as_deref(), Some("up"));
+    let port: u16 = rx
+        .try_iter()
+        .find_map(|l| {
+            l.strip_prefix("publish: 80/tcp -> 127.0.0.1:")
+                .and_then(|p| p.parse().ok())
+        })
+        .expect("80/tcp published");
+    let mut got = String::new();
+    for _ in 0..40 {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = std::io::Read::read_to_string(&mut c, &mut got);
+            if !got.is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(got, "hello-port\n");
+    let rest: Vec<String> = out_lines.map_while(Result::ok).collect();
+    assert_eq!(rest, ["served"]);
+    assert!(child.wait().expect("wait").success());
+    let err = err_lines.join().expect("stderr reader");
+    assert!(
+        err.iter()
+            .any(|l| l.starts_with("publish: 443/tcp -> 127.0.0.1:")),
+        "{err:?}"
+    );
+    assert!(
+        err.contains(&"publish: 5353/udp not forwarded (TCP only)".to_string()),
+        "{err:?}"
     );
 
     // StopSignal: Ctrl-C on the host arrives as SIGQUIT, not SIGTERM.

@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Publish a port: [IP:]HOST:GUEST.
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every TCP port of the image's ExposedPorts on a free port of 127.0.0.1
+    /// (printed as `publish: 80/tcp -> 127.0.0.1:PORT` on stderr; UDP is not forwarded).
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// `none` for no network (default: QEMU user networking).
     #[arg(long, default_value = "user")]
     pub network: String,
@@ -136,6 +140,31 @@ fn publish(p: &str) -> Result<PortForward> {
     })
 }
 
+/// `-P`: every TCP ExposedPort (the documented mapping of `assets::PortForward`) on a free
+/// host port of 127.0.0.1, like `docker run -P`.
+fn publish_all(exposed: &[String]) -> Result<Vec<PortForward>> {
+    let ports =
+        oci2vm::assets::PortForward::from_exposed_ports(exposed).map_err(oci2vm::Error::from)?;
+    let mut out = Vec::new();
+    for p in ports {
+        if p.protocol != oci2vm::assets::Protocol::Tcp {
+            eprintln!("publish: {}/udp not forwarded (TCP only)", p.guest);
+            continue;
+        }
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("-P: finding a free host port")?
+            .port();
+        eprintln!("publish: {}/tcp -> 127.0.0.1:{free}", p.guest);
+        out.push(PortForward {
+            host_addr: "127.0.0.1".into(),
+            host_port: free,
+            guest_port: p.guest,
+        });
+    }
+    Ok(out)
+}
+
 /// The root disk and what the image says about how to run it.
 struct Root {
     disk: PathBuf,
@@ -143,6 +172,8 @@ struct Root {
     runtime: Option<oci2vm::guest::image::ImageRuntime>,
     /// The image's Healthcheck, for `--health`.
     health: Option<oci2vm::assets::Healthcheck>,
+    /// The image's ExposedPorts, for `-P`.
+    exposed_ports: Vec<String>,
 }
 
 fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
@@ -152,6 +183,7 @@ fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
             snapshot: false,
             runtime: None,
             health: None,
+            exposed_ports: Vec::new(),
         });
     }
     let Some(source) = &a.source else {
@@ -180,6 +212,7 @@ fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
         snapshot: true,
         runtime: Some(runtime),
         health,
+        exposed_ports: cached.image.config.runtime.exposed_ports.clone(),
     })
 }
 
@@ -231,20 +264,23 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     }
     let network = match a.network.as_str() {
         "none" => {
-            if !a.publish.is_empty() {
-                bail!("-p needs a network (not --network none)");
+            if !a.publish.is_empty() || a.publish_all {
+                bail!("-p/-P need a network (not --network none)");
             }
             o.network(&Network::None);
             None
         }
         "user" => {
             o.network(&Network::qemu_user()).dns([10, 0, 2, 3]);
-            Some(
-                a.publish
-                    .iter()
-                    .map(|p| publish(p))
-                    .collect::<Result<Vec<_>>>()?,
-            )
+            let mut forwards = a
+                .publish
+                .iter()
+                .map(|p| publish(p))
+                .collect::<Result<Vec<_>>>()?;
+            if a.publish_all {
+                forwards.extend(publish_all(&root.exposed_ports)?);
+            }
+            Some(forwards)
         }
         n => bail!("--network {n}: expected user or none"),
     };
