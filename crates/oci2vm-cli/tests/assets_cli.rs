@@ -308,6 +308,8 @@ fn assets_are_accepted_by_their_consumers_and_boot_our_init() {
         qemu_sh.contains("hostfwd=tcp::8080-:8080") && qemu_sh.contains("hostfwd=udp::53-:53"),
         "ExposedPorts not forwarded:\n{qemu_sh}"
     );
+    // The guest's eth0 gets SLIRP's address so the forwards reach it.
+    assert!(qemu_sh.contains("oci2vm.cfg=b64:"), "{qemu_sh}");
     let console = boot(&edge_out);
     assert!(
         console.lines().any(|l| l.trim_end() == "keep"),

@@ -210,6 +210,21 @@ pub fn guest_cmdline() -> String {
     .kernel_cmdline()
 }
 
+/// The command line for QEMU and libvirt with user networking: [`guest_cmdline`] plus an
+/// inline config override giving the guest SLIRP's address (10.0.2.15/24 via 10.0.2.2, DNS
+/// 10.0.2.3), so the ExposedPorts forwards reach it.
+pub fn user_net_cmdline() -> String {
+    let mut o = oci2vm_guest::Overlay::new();
+    o.network(&oci2vm_guest::Network::qemu_user())
+        .dns([10, 0, 2, 3]);
+    oci2vm_guest::CmdlineArgs {
+        console: true,
+        config: Some(oci2vm_guest::ConfigSource::Inline(o.render())),
+        ..Default::default()
+    }
+    .kernel_cmdline()
+}
+
 fn plan_for(image: &ResolvedImage, opts: &BuildOptions) -> Result<AssetsPlan> {
     let runtime = convert::assets_runtime(&image.config.runtime);
     let port_forwards = PortForward::from_exposed_ports(&runtime.exposed_ports)?;
@@ -220,6 +235,8 @@ fn plan_for(image: &ResolvedImage, opts: &BuildOptions) -> Result<AssetsPlan> {
         runtime,
         files: AssetFiles::default(),
         kernel_cmdline: guest_cmdline(),
+        // With a tap the host decides the guest's address; nothing to set.
+        user_net_cmdline: opts.tap.is_none().then(user_net_cmdline),
         memory_mib: opts.memory_mib,
         cpus: opts.cpus,
         tap: opts.tap.clone(),
@@ -390,6 +407,20 @@ mod tests {
         let args = oci2vm_guest::CmdlineArgs::parse(&line).expect("parses");
         assert!(args.console && !args.debug);
         assert!(line.starts_with("console=ttyS0 panic=-1"), "{line}");
+    }
+
+    #[test]
+    fn user_net_cmdline_configures_slirp_addresses() {
+        let line = user_net_cmdline();
+        let args = oci2vm_guest::CmdlineArgs::parse(&line).expect("parses");
+        let Some(oci2vm_guest::ConfigSource::Inline(doc)) = args.config else {
+            panic!("no inline config in {line}")
+        };
+        let mut cfg = oci2vm_guest::GuestConfig::default();
+        cfg.apply(&doc).expect("applies");
+        assert_eq!(cfg.network, oci2vm_guest::Network::qemu_user());
+        assert_eq!(cfg.dns, vec![[10, 0, 2, 3]]);
+        assert!(args.console);
     }
 
     #[test]
