@@ -77,6 +77,8 @@ enum Command {
     Convert(Box<commands::convert::ConvertArgs>),
     /// Boot an image as a VM and run its entrypoint, like `docker run`.
     Run(Box<commands::run::RunArgs>),
+    /// Write a directory of VM assets (kernel, initramfs, rootfs.ext4, VMM configs, manifest).
+    Assets(Box<commands::assets::AssetsArgs>),
 }
 
 fn init_logging(verbose: u8) {
@@ -124,6 +126,7 @@ fn main() -> ExitCode {
         Command::Prune => commands::prune::run(&ctx).map(|()| 0),
         Command::Convert(a) => commands::convert::run(&ctx, a).map(|()| 0),
         Command::Run(a) => commands::run::run(&ctx, a, cli.verbose),
+        Command::Assets(a) => commands::assets::run(&ctx, a).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -5,7 +5,13 @@
 //! oci2vm.cfg=file:<absolute path in the initramfs>  same, for documents too long for the line
 //! oci2vm.root=/dev/vdb                               root device override
 //! oci2vm.debug=1                                     boot steps logged to the kernel console
+//! oci2vm.console=1                                   no virtio-serial ports: the workload's
+//!                                                    stdout/stderr go to the kernel console
 //! ```
+//!
+//! `oci2vm.console=1` is for VMMs other than ours (the `oci2vm assets` outputs: Firecracker,
+//! Cloud Hypervisor, qemu.sh, libvirt), which give the guest a serial console and no control
+//! channel; the init then prints the exit status as `OCI2VM_EXIT=<status>` on the console.
 //!
 //! The x86 kernel command line is limited to 2048 bytes; the host switches to `file:` (an
 //! extra uncompressed cpio segment appended to the initramfs) when `b64:` would not fit.
@@ -31,6 +37,8 @@ pub struct CmdlineArgs {
     pub root: Option<String>,
     /// Verbose boot.
     pub debug: bool,
+    /// Standalone boot: stdio on the kernel console, no virtio-serial ports.
+    pub console: bool,
 }
 
 /// Key for the config override.
@@ -39,6 +47,8 @@ pub const KEY_CFG: &str = "oci2vm.cfg";
 pub const KEY_ROOT: &str = "oci2vm.root";
 /// Key for verbose boot.
 pub const KEY_DEBUG: &str = "oci2vm.debug";
+/// Key for a standalone boot (stdio on the console).
+pub const KEY_CONSOLE: &str = "oci2vm.console";
 
 /// Room we leave for the kernel's own parameters when deciding between `b64:` and `file:`.
 pub const MAX_INLINE_CONFIG: usize = 1400;
@@ -73,10 +83,27 @@ impl CmdlineArgs {
                     out.root = Some(v.to_string());
                 }
                 KEY_DEBUG => out.debug = v == "1",
+                KEY_CONSOLE => out.console = v == "1",
                 _ => {}
             }
         }
         Ok(out)
+    }
+
+    /// The whole kernel command line for our init: the serial console, reboot on panic (the
+    /// VMMs run with no-reboot, so a panic ends the VM), `quiet` unless debugging, then the
+    /// `oci2vm.*` keys. The launcher (`oci2vm run`) and the emitted VMM configs
+    /// (`oci2vm assets`) both use it; VMM-specific words are appended by them.
+    pub fn kernel_cmdline(&self) -> String {
+        let mut words = vec!["console=ttyS0".to_string(), "panic=-1".into()];
+        if !self.debug {
+            words.push("quiet".into());
+        }
+        let own = self.render();
+        if !own.is_empty() {
+            words.push(own);
+        }
+        words.join(" ")
     }
 
     /// Renders the keys as kernel command line words (space-separated, no leading space).
@@ -95,6 +122,9 @@ impl CmdlineArgs {
         if self.debug {
             words.push(format!("{KEY_DEBUG}=1"));
         }
+        if self.console {
+            words.push(format!("{KEY_CONSOLE}=1"));
+        }
         words.join(" ")
     }
 }
@@ -110,6 +140,7 @@ mod tests {
             config: Some(ConfigSource::Inline("oci2vm-config 1\narg x y\n".into())),
             root: Some("/dev/vdb".into()),
             debug: true,
+            console: true,
         };
         let line = format!("console=ttyS0 panic=-1 {} quiet", a.render());
         assert_eq!(CmdlineArgs::parse(&line), Ok(a));
@@ -118,6 +149,24 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(CmdlineArgs::parse(&f.render()), Ok(f));
+    }
+
+    #[test]
+    fn kernel_cmdline_carries_console_and_keys() {
+        let a = CmdlineArgs {
+            console: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            a.kernel_cmdline(),
+            "console=ttyS0 panic=-1 quiet oci2vm.console=1"
+        );
+        assert_eq!(CmdlineArgs::parse(&a.kernel_cmdline()), Ok(a));
+        let d = CmdlineArgs {
+            debug: true,
+            ..Default::default()
+        };
+        assert_eq!(d.kernel_cmdline(), "console=ttyS0 panic=-1 oci2vm.debug=1");
     }
 
     #[test]

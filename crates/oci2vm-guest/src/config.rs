@@ -13,6 +13,7 @@
 //! mount virtiofs vol0 /data ro    KIND TAG GUESTPATH ro|rw   (repeatable)
 //! rlimit nofile 1048576 1048576   NAME SOFT HARD  (a number or "unlimited")
 //! stopsignal 15
+//! health 5000 2000 0 3 true       INTERVAL_MS TIMEOUT_MS START_MS RETRIES ARGV... (run --health)
 //! init 0|1                        docker run --init semantics
 //! tty 0|1    stdin 0|1
 //! etc 0|1                         1: always write /etc/hosts and /etc/resolv.conf
@@ -122,6 +123,21 @@ pub struct RootDevice {
     pub readonly: bool,
 }
 
+/// A healthcheck the init runs in the workload's mount namespace (`run --health`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The check's argv (argv[0] looked up in the workload's PATH).
+    pub argv: Vec<String>,
+    /// Time between checks, in milliseconds.
+    pub interval_ms: u64,
+    /// Time one check may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Failures during this time after start do not count, in milliseconds.
+    pub start_ms: u64,
+    /// Consecutive failures that make the workload unhealthy.
+    pub retries: u32,
+}
+
 /// Everything the init needs to run the workload as `docker run` would.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestConfig {
@@ -155,6 +171,8 @@ pub struct GuestConfig {
     pub force_etc: bool,
     /// Root filesystem.
     pub root: RootDevice,
+    /// Healthcheck to run and report on the control channel.
+    pub health: Option<Health>,
 }
 
 impl Default for GuestConfig {
@@ -183,6 +201,7 @@ impl Default for GuestConfig {
                 fstype: "ext4".into(),
                 readonly: false,
             },
+            health: None,
         }
     }
 }
@@ -280,6 +299,17 @@ impl GuestConfig {
             ro
         );
         line("root", &v);
+        if let Some(h) = &self.health {
+            let mut v = format!(
+                "{} {} {} {}",
+                h.interval_ms, h.timeout_ms, h.start_ms, h.retries
+            );
+            for a in &h.argv {
+                v.push(' ');
+                v.push_str(&field(a));
+            }
+            line("health", &v);
+        }
         o
     }
 
@@ -361,6 +391,7 @@ impl GuestConfig {
                 "stdin" => next.stdin = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "etc" => next.force_etc = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "root" => next.root = parse_root(value).ok_or(err(n, "bad root"))?,
+                "health" => next.health = Some(parse_health(value).ok_or(err(n, "bad health"))?),
                 _ => return Err(err(n, "unknown key")),
             }
         }
@@ -375,6 +406,24 @@ impl GuestConfig {
             _ => None,
         })
     }
+}
+
+fn parse_health(value: &str) -> Option<Health> {
+    let mut it = value.split(' ');
+    let mut num = || it.next()?.parse::<u64>().ok();
+    let (interval_ms, timeout_ms, start_ms) = (num()?, num()?, num()?);
+    let retries = u32::try_from(num()?).ok()?;
+    let argv = it.map(unescape).collect::<Option<Vec<String>>>()?;
+    if argv.is_empty() || argv[0].is_empty() || interval_ms == 0 || timeout_ms == 0 {
+        return None;
+    }
+    Some(Health {
+        argv,
+        interval_ms,
+        timeout_ms,
+        start_ms,
+        retries: retries.max(1),
+    })
 }
 
 fn err(line: usize, reason: &'static str) -> ConfigError {
@@ -416,6 +465,13 @@ mod tests {
                 fstype: "ext4".into(),
                 readonly: true,
             },
+            health: Some(Health {
+                argv: vec!["sh".into(), "-c".into(), "test -e /a b".into()],
+                interval_ms: 5000,
+                timeout_ms: 2000,
+                start_ms: 0,
+                retries: 3,
+            }),
         }
     }
 

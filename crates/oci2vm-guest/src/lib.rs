@@ -12,7 +12,7 @@ pub mod overlay;
 pub mod protocol;
 
 pub use cmdline::{CmdlineArgs, ConfigSource};
-pub use config::{GuestConfig, Mount, Network, Rlimit, RootDevice};
+pub use config::{GuestConfig, Health, Mount, Network, Rlimit, RootDevice};
 pub use overlay::Overlay;
 pub use protocol::{Control, Event, Step};
 

@@ -113,6 +113,19 @@ impl Overlay {
         self.push("stopsignal", &sig.to_string())
     }
 
+    /// Runs a healthcheck and reports it (`run --health`).
+    pub fn health(&mut self, h: &crate::Health) -> &mut Self {
+        let mut v = format!(
+            "{} {} {} {}",
+            h.interval_ms, h.timeout_ms, h.start_ms, h.retries
+        );
+        for a in &h.argv {
+            v.push(' ');
+            v.push_str(&field(a));
+        }
+        self.push("health", &v)
+    }
+
     /// docker run --init.
     pub fn init(&mut self, on: bool) -> &mut Self {
         self.push("init", flag(on))
@@ -144,6 +157,29 @@ impl Overlay {
 mod tests {
     use super::*;
     use crate::GuestConfig;
+
+    #[test]
+    fn health_roundtrips_through_an_overlay() {
+        let h = crate::Health {
+            argv: vec!["sh".into(), "-c".into(), "wget -q -O- localhost:80 ".into()],
+            interval_ms: 5000,
+            timeout_ms: 2000,
+            start_ms: 100,
+            retries: 3,
+        };
+        let mut base = GuestConfig::default();
+        base.apply(Overlay::new().health(&h).render().as_str())
+            .expect("applies");
+        assert_eq!(base.health, Some(h));
+        for bad in [
+            "health 0 1 0 3 true",
+            "health 1 1 0 3",
+            "health x 1 0 3 true",
+        ] {
+            let doc = format!("{}\n{bad}\n", crate::config::HEADER);
+            assert!(GuestConfig::parse(&doc).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn overlay_applies() {

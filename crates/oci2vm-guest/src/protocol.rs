@@ -112,6 +112,13 @@ pub enum Event {
     Exec,
     /// The workload finished with this status.
     Exit(i32),
+    /// The healthcheck's status changed (`run --health`).
+    Health {
+        /// Healthy or not.
+        healthy: bool,
+        /// Why (the last check's outcome, failures counted).
+        detail: String,
+    },
     /// The init failed.
     Error {
         /// The failing step.
@@ -131,6 +138,11 @@ impl Event {
             Event::Ready => "OCI2VM_READY".into(),
             Event::Exec => "OCI2VM_EXEC".into(),
             Event::Exit(n) => format!("OCI2VM_EXIT={n}"),
+            Event::Health { healthy, detail } => format!(
+                "OCI2VM_HEALTH={} {}",
+                if *healthy { "healthy" } else { "unhealthy" },
+                escape(detail)
+            ),
             Event::Error { step, message } => format!(
                 "{ERROR_PREFIX}step={} code={} {}",
                 step.name(),
@@ -154,6 +166,18 @@ impl Event {
                 .ok()
                 .filter(|n| (0..=255).contains(n))
                 .map(Event::Exit);
+        }
+        if let Some(h) = line.strip_prefix("OCI2VM_HEALTH=") {
+            let (state, detail) = h.split_once(' ').unwrap_or((h, ""));
+            let healthy = match state {
+                "healthy" => true,
+                "unhealthy" => false,
+                _ => return None,
+            };
+            return Some(Event::Health {
+                healthy,
+                detail: unescape(detail)?,
+            });
         }
         let rest = line.strip_prefix(ERROR_PREFIX)?;
         let rest = rest.strip_prefix("step=")?;
@@ -230,6 +254,14 @@ mod tests {
             Event::Exec,
             Event::Exit(0),
             Event::Exit(137),
+            Event::Health {
+                healthy: false,
+                detail: "3 failures: exit status 1".into(),
+            },
+            Event::Health {
+                healthy: true,
+                detail: String::new(),
+            },
             Event::Error {
                 step: Step::MountRoot,
                 message: "mount /dev/vda: invalid argument\nsecond line".into(),

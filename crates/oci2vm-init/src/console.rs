@@ -39,6 +39,18 @@ pub fn send(ev: &Event) {
     }
 }
 
+/// A second handle on the kernel console (our fd 2, opened by the kernel before /init ran;
+/// it stays valid after switch_root), for the workload's stdio in a standalone boot.
+pub fn console_file() -> std::io::Result<File> {
+    use std::os::fd::AsFd;
+    Ok(File::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+}
+
+/// Prints an event on the kernel console (standalone boots have no control port).
+pub fn report(ev: &Event) {
+    let _ = writeln!(std::io::stderr(), "{}", ev.render());
+}
+
 /// Reports a failed step and powers off. Never returns.
 pub fn fail(step: Step, msg: impl std::fmt::Display) -> ! {
     let ev = Event::Error {

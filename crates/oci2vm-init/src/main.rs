@@ -8,6 +8,7 @@
 mod console;
 mod early;
 mod exec;
+mod health;
 mod net;
 mod root;
 mod supervise;
@@ -64,17 +65,24 @@ fn main() {
     let (net_modules, fs_modules) = (open("net"), open("fs"));
     debug(&format!("loaded {n} modules"));
 
-    // 4. The virtio-serial ports: stdout, stderr and control.
+    // 4. The virtio-serial ports: stdout, stderr and control; or, booted by another VMM
+    //    (`oci2vm.console=1`), the kernel console for both outputs and no control channel.
     let port = |name: &str| {
         let dev = early::wait_for(DEVICE_TIMEOUT, || early::find_port(name))
             .unwrap_or_else(|| fail(Step::Channels, format_args!("no virtio port {name}")));
         early::open_port(&dev).unwrap_or_else(|e| fail(Step::Channels, format_args!("{dev}: {e}")))
     };
-    let control = port(oci2vm_guest::PORT_CONTROL);
-    console::set_control(&control);
-    send(&Event::Ready);
-    let stdout = port(oci2vm_guest::PORT_STDOUT);
-    let stderr = port(oci2vm_guest::PORT_STDERR);
+    let (control, stdout, stderr) = if args.console {
+        let dup = || console::console_file().unwrap_or_else(|e| fail(Step::Channels, e));
+        (None, dup(), dup())
+    } else {
+        let control = port(oci2vm_guest::PORT_CONTROL);
+        console::set_control(&control);
+        send(&Event::Ready);
+        let stdout = port(oci2vm_guest::PORT_STDOUT);
+        let stderr = port(oci2vm_guest::PORT_STDERR);
+        (Some(control), stdout, stderr)
+    };
 
     // 5-7. The root disk: wait for it, mount it, switch into it.
     let dev = boot.root.device.clone();
@@ -138,15 +146,20 @@ fn main() {
     };
     fs::create_dir_all(&workdir)
         .unwrap_or_else(|e| fail(Step::Spawn, format_args!("workdir {workdir}: {e}")));
-    let stdin = if cfg.stdin {
+    let stdin = if cfg.stdin && !args.console {
         port(oci2vm_guest::PORT_STDIN)
     } else {
         fs::File::open("/dev/null")
             .unwrap_or_else(|e| fail(Step::Spawn, format_args!("/dev/null: {e}")))
     };
     use std::os::fd::AsRawFd;
+    let env = exec::environment(&cfg.env, &cfg.hostname, &identity.home);
+    let mut checker = cfg
+        .health
+        .clone()
+        .map(|h| health::Checker::new(h, env.clone(), workdir.clone(), identity.clone()));
     let plan = workload::Plan {
-        env: exec::environment(&cfg.env, &cfg.hostname, &identity.home),
+        env,
         argv: cfg.argv.clone(),
         workdir,
         identity,
@@ -161,9 +174,15 @@ fn main() {
     drop((stdin, stdout, stderr));
 
     // 14. Forward signals, reap, wait for the workload's status and report it.
-    let status = supervise::supervise(pid, &signals, Some(&control))
+    if let Some(c) = checker.as_mut() {
+        c.set_workload(pid);
+    }
+    let status = supervise::supervise(pid, &signals, control.as_ref(), checker.as_mut())
         .unwrap_or_else(|e| fail(Step::Supervise, e));
     send(&Event::Exit(status));
+    if args.console {
+        console::report(&Event::Exit(status));
+    }
 
     // 15. Sync, remount read-only, power off.
     console::shutdown()

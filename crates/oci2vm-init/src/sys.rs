@@ -95,6 +95,12 @@ pub fn unshare(flags: c_int) -> io::Result<()> {
     check(unsafe { libc::unshare(flags) }).map(drop)
 }
 
+/// setns(2) into the namespace `fd` refers to (`nstype` 0: any).
+pub fn setns(fd: &OwnedFd, nstype: c_int) -> io::Result<()> {
+    // SAFETY: no pointers; `fd` is a valid open descriptor.
+    check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
 /// fork(2): `Ok(0)` in the child, the child's pid in the parent.
 pub fn fork() -> io::Result<i32> {
     // SAFETY: the init is single-threaded, so the child inherits a consistent address space.

@@ -137,7 +137,8 @@ fn namespace_init(plan: &Plan) -> ! {
     }
 }
 
-fn check_file(path: &str) -> FileCheck {
+/// Whether `path` is an executable regular file (for PATH lookup).
+pub fn check_file(path: &str) -> FileCheck {
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => FileCheck::Executable,
         Ok(m) if m.is_file() => FileCheck::NotExecutable,

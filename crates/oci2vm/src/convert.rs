@@ -48,6 +48,14 @@ pub enum ConvertError {
         #[source]
         source: io::Error,
     },
+    /// A `Volumes` entry climbs out of the root filesystem.
+    #[error("{image}: volume {volume:?} contains '..'")]
+    VolumePath {
+        /// The image.
+        image: String,
+        /// The `Volumes` key.
+        volume: String,
+    },
     /// The image's reserved guest path is taken by something that is not a directory.
     #[error("{image}: /.oci2vm exists in the image and is not a directory")]
     ReservedPath {
@@ -60,7 +68,9 @@ impl Classify for ConvertError {
     fn kind(&self) -> ErrorKind {
         match self {
             ConvertError::Scratch { .. } | ConvertError::Output { .. } => ErrorKind::Io,
-            ConvertError::ReservedPath { .. } => ErrorKind::InvalidImage,
+            ConvertError::ReservedPath { .. } | ConvertError::VolumePath { .. } => {
+                ErrorKind::InvalidImage
+            }
         }
     }
 }
@@ -182,6 +192,22 @@ impl Flattened {
         Ok(())
     }
 
+    /// Creates each of the image's `Volumes` as a directory (mode 0755, root-owned) in the
+    /// tree, with any missing parents, so the declared mount points exist in the guest as they
+    /// do in a container. Paths are resolved in the tree only, never on the host; a component
+    /// that exists and is not a directory (a file, or a symlink, which is not followed) leaves
+    /// that volume as the image has it, with a warning. `..` is refused. Returns the number of
+    /// directories created.
+    pub fn create_volumes(&mut self) -> Result<usize> {
+        let mtime = Timestamp::from_secs(self.apply_epoch());
+        create_volume_dirs(
+            &mut self.tree,
+            &self.image.config.runtime.volumes,
+            mtime,
+            &self.image.source,
+        )
+    }
+
     fn apply_epoch(&self) -> i64 {
         std::env::var("SOURCE_DATE_EPOCH")
             .ok()
@@ -275,6 +301,7 @@ pub fn cached_rootfs(
         source,
     })?;
     let mut flat = flatten(reference, store, opts, remote)?;
+    flat.create_volumes()?;
     flat.embed_guest_config()?;
     let ext4 = flat.ext4_options(size);
     flat.write_ext4(&path, &ext4)?;
@@ -285,11 +312,54 @@ pub fn cached_rootfs(
     })
 }
 
+/// [`Flattened::create_volumes`] on a bare tree.
+fn create_volume_dirs(
+    tree: &mut Tree,
+    volumes: &[String],
+    mtime: Timestamp,
+    image: &str,
+) -> Result<usize> {
+    let mut created = 0;
+    for volume in volumes {
+        let parts: Vec<&str> = volume
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        if parts.contains(&"..") {
+            return Err(ConvertError::VolumePath {
+                image: image.to_string(),
+                volume: volume.clone(),
+            }
+            .into());
+        }
+        let mut dir = tree.root();
+        for part in parts {
+            dir = match tree.lookup(dir, part.as_bytes()) {
+                Some(n) if tree.inode_of(n).is_dir() => n,
+                Some(_) => {
+                    tracing::warn!(
+                        volume = %volume,
+                        component = part,
+                        "volume path is not a directory in the image; left as is"
+                    );
+                    break;
+                }
+                None => {
+                    let ino = tree.add_inode(Inode::new(InodeKind::Dir, 0o755, 0, 0, mtime));
+                    created += 1;
+                    tree.link(dir, part.as_bytes(), ino, u32::MAX - 1)
+                }
+            };
+        }
+    }
+    Ok(created)
+}
+
 /// The cache key of a converted root filesystem: everything that changes its bytes.
 fn rootfs_key(image: &ResolvedImage, size: Option<u64>, epoch: Option<i64>) -> Digest {
     let text = crate::guest::image::guest_config(&guest_runtime(&image.config.runtime)).to_text();
     let key = format!(
-        "oci2vm {} rootfs v1\nmanifest {}\nsize {size:?}\nepoch {epoch:?}\nconfig {text}",
+        "oci2vm {} rootfs v2\nmanifest {}\nsize {size:?}\nepoch {epoch:?}\nconfig {text}",
         env!("CARGO_PKG_VERSION"),
         image.manifest_digest,
     );
@@ -363,6 +433,45 @@ pub fn assets_runtime(rc: &RuntimeConfig) -> assets::RuntimeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_become_directories_inside_the_tree_only() {
+        let t0 = Timestamp::from_secs(0);
+        let mut tree = Tree::new(0o755, 0, 0, t0);
+        let root = tree.root();
+        let etc = tree.add_inode(Inode::new(InodeKind::Dir, 0o700, 0, 0, t0));
+        let etc = tree.link(root, b"etc", etc, 0);
+        let file = tree.add_inode(Inode::new(
+            InodeKind::Symlink {
+                target: b"/etc".to_vec(),
+            },
+            0o777,
+            0,
+            0,
+            t0,
+        ));
+        tree.link(root, b"link", file, 0);
+        let vols: Vec<String> = ["/data", "/var/lib/x/", "etc/y", "/./data", "/link/z"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        // data, var, var/lib, var/lib/x, etc/y; /link is a symlink: not followed, nothing made.
+        assert_eq!(create_volume_dirs(&mut tree, &vols, t0, "img").unwrap(), 5);
+        let var = tree.lookup(root, b"var").unwrap();
+        let lib = tree.lookup(var, b"lib").unwrap();
+        assert!(tree.inode_of(tree.lookup(lib, b"x").unwrap()).is_dir());
+        assert!(tree.inode_of(tree.lookup(etc, b"y").unwrap()).is_dir());
+        assert_eq!(
+            tree.inode_of(etc).mode & 0o777,
+            0o700,
+            "existing dir changed"
+        );
+        // Idempotent.
+        assert_eq!(create_volume_dirs(&mut tree, &vols, t0, "img").unwrap(), 0);
+        let e = create_volume_dirs(&mut tree, &["/a/../../etc".into()], t0, "img").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidImage);
+        assert!(tree.lookup(root, b"a").is_none(), "created before refusing");
+    }
 
     #[test]
     fn reserved_path_splits_into_dir_and_file() {

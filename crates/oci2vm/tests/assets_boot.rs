@@ -117,6 +117,7 @@ fn assets_dir(root: &Path) -> (PathBuf, AssetsPlan) {
         runtime: RuntimeConfig::default(),
         files,
         kernel_cmdline: "console=hvc0 root=/dev/sda rw panic=-1 quiet oci2vm.test=1".into(),
+        user_net_cmdline: None,
         memory_mib: 256,
         cpus: 1,
         tap: None,

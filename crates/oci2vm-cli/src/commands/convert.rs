@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `tar` | FILE or `-` | flattened rootfs tar (PAX, deterministic) |
 //! | `dir` | DIR (new or empty) | unpacked rootfs; rootless runs report what they could not apply |
-//! | `ext4` | FILE | ext4 image written directly, with the guest config at `/.oci2vm/config` |
+//! | `ext4` | FILE | ext4 image written directly, with the guest config at `/.oci2vm/config` and the image's Volumes as directories |
 //! | `cpio` | FILE or `-` | newc initramfs of the whole tree |
 //! | `lxc` | DIR | `DIR/rootfs/` and an LXC `DIR/config` running Entrypoint+Cmd |
 //! | `nspawn` | DIR | `DIR/rootfs/` and `DIR/rootfs.nspawn`; prints the `systemd-nspawn` command |
@@ -96,6 +96,7 @@ pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
         }
         Format::Dir => write_dir(&flat, out)?,
         Format::Ext4 => {
+            flat.create_volumes()?;
             if !a.no_guest_config {
                 flat.embed_guest_config()?;
             }
@@ -115,7 +116,10 @@ pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
             );
         }
         Format::Cpio => flat.write_cpio(out).with_context(what)?,
-        Format::Lxc | Format::Nspawn => write_container(&flat, a.format, out)?,
+        Format::Lxc | Format::Nspawn => {
+            flat.create_volumes()?;
+            write_container(&flat, a.format, out)?
+        }
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! One module per verb; each takes the shared [`Context`] and its own arguments.
 
+pub mod assets;
 pub mod convert;
 pub mod images;
 pub mod inspect;

@@ -53,6 +53,10 @@ pub struct RunArgs {
     /// Publish a port: [IP:]HOST:GUEST.
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every TCP port of the image's ExposedPorts on a free port of 127.0.0.1
+    /// (printed as `publish: 80/tcp -> 127.0.0.1:PORT` on stderr; UDP is not forwarded).
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// `none` for no network (default: QEMU user networking).
     #[arg(long, default_value = "user")]
     pub network: String,
@@ -84,6 +88,10 @@ pub struct RunArgs {
     /// Write the kernel log here.
     #[arg(long)]
     pub kernel_log: Option<PathBuf>,
+    /// Run the image's Healthcheck in the guest (its interval, timeout, start period and
+    /// retries) and print `health: healthy|unhealthy (...)` to stderr on each change.
+    #[arg(long)]
+    pub health: bool,
     /// Machine model: microvm or q35.
     #[arg(long, default_value = "microvm")]
     pub machine: String,
@@ -98,7 +106,8 @@ macro_rules! bail {
     ($($t:tt)*) => { return Err(invalid(format!($($t)*))) };
 }
 
-fn cache_dir() -> PathBuf {
+/// Where the initramfs and other rebuildable files are cached.
+pub fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
@@ -131,11 +140,40 @@ fn publish(p: &str) -> Result<PortForward> {
     })
 }
 
+/// `-P`: every TCP ExposedPort (the documented mapping of `assets::PortForward`) on a free
+/// host port of 127.0.0.1, like `docker run -P`.
+fn publish_all(exposed: &[String]) -> Result<Vec<PortForward>> {
+    let ports =
+        oci2vm::assets::PortForward::from_exposed_ports(exposed).map_err(oci2vm::Error::from)?;
+    let mut out = Vec::new();
+    for p in ports {
+        if p.protocol != oci2vm::assets::Protocol::Tcp {
+            eprintln!("publish: {}/udp not forwarded (TCP only)", p.guest);
+            continue;
+        }
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("-P: finding a free host port")?
+            .port();
+        eprintln!("publish: {}/tcp -> 127.0.0.1:{free}", p.guest);
+        out.push(PortForward {
+            host_addr: "127.0.0.1".into(),
+            host_port: free,
+            guest_port: p.guest,
+        });
+    }
+    Ok(out)
+}
+
 /// The root disk and what the image says about how to run it.
 struct Root {
     disk: PathBuf,
     snapshot: bool,
     runtime: Option<oci2vm::guest::image::ImageRuntime>,
+    /// The image's Healthcheck, for `--health`.
+    health: Option<oci2vm::assets::Healthcheck>,
+    /// The image's ExposedPorts, for `-P`.
+    exposed_ports: Vec<String>,
 }
 
 fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
@@ -144,6 +182,8 @@ fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
             disk: disk.clone(),
             snapshot: false,
             runtime: None,
+            health: None,
+            exposed_ports: Vec::new(),
         });
     }
     let Some(source) = &a.source else {
@@ -166,10 +206,13 @@ fn root_for(ctx: &Context, a: &RunArgs) -> Result<Root> {
     let cached = convert::cached_rootfs(&reference, &store, &opts, remote, a.disk_size)
         .with_context(|| format!("converting {source}"))?;
     let runtime = convert::guest_runtime(&cached.image.config.runtime);
+    let health = convert::assets_runtime(&cached.image.config.runtime).healthcheck;
     Ok(Root {
         disk: cached.path,
         snapshot: true,
         runtime: Some(runtime),
+        health,
+        exposed_ports: cached.image.config.runtime.exposed_ports.clone(),
     })
 }
 
@@ -221,20 +264,23 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     }
     let network = match a.network.as_str() {
         "none" => {
-            if !a.publish.is_empty() {
-                bail!("-p needs a network (not --network none)");
+            if !a.publish.is_empty() || a.publish_all {
+                bail!("-p/-P need a network (not --network none)");
             }
             o.network(&Network::None);
             None
         }
         "user" => {
             o.network(&Network::qemu_user()).dns([10, 0, 2, 3]);
-            Some(
-                a.publish
-                    .iter()
-                    .map(|p| publish(p))
-                    .collect::<Result<Vec<_>>>()?,
-            )
+            let mut forwards = a
+                .publish
+                .iter()
+                .map(|p| publish(p))
+                .collect::<Result<Vec<_>>>()?;
+            if a.publish_all {
+                forwards.extend(publish_all(&root.exposed_ports)?);
+            }
+            Some(forwards)
         }
         n => bail!("--network {n}: expected user or none"),
     };
@@ -259,6 +305,23 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     }
     if a.init {
         o.init(true);
+    }
+    if a.health {
+        let plan =
+            oci2vm::assets::health::plan(root.health.as_ref()).map_err(oci2vm::Error::from)?;
+        match plan {
+            Some(p) => {
+                let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+                o.health(&oci2vm_guest::Health {
+                    argv: p.argv,
+                    interval_ms: ms(p.interval),
+                    timeout_ms: ms(p.timeout),
+                    start_ms: u64::try_from(p.start_period.as_millis()).unwrap_or(u64::MAX),
+                    retries: p.retries.max(1),
+                });
+            }
+            None => eprintln!("health: none (the image has no Healthcheck)"),
+        }
     }
     if a.interactive {
         o.stdin(true);
@@ -286,6 +349,7 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     spec.catch_signals = true;
     spec.state_dir = Some(cache_dir());
     spec.debug = verbose > 1;
+    spec.report_health = a.health;
     spec.kernel_log = match (&a.kernel_log, verbose) {
         (Some(p), _) => KernelLog::File(p.clone()),
         (None, 0) => KernelLog::Hidden,

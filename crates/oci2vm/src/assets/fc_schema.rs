@@ -14,7 +14,8 @@ pub(crate) struct Schema {
 }
 
 /// Loads `specs/firecracker-api.yaml` from `$OCI2VM_SHARED` or `../shared` next to the
-/// repository; prints why and returns None when it is absent.
+/// repository; prints why and returns None when it is absent (and fails under `CI=true`,
+/// where the repository is cloned with `shared/` beside it).
 pub(crate) fn shared_spec() -> Option<Value> {
     let root = std::env::var_os("OCI2VM_SHARED")
         .map(PathBuf::from)
@@ -23,6 +24,11 @@ pub(crate) fn shared_spec() -> Option<Value> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "firecracker API schema required under CI=true: {}: {e}",
+                path.display()
+            );
             eprintln!(
                 "SKIPPED: firecracker API schema not found at {} ({e}); set OCI2VM_SHARED",
                 path.display()

@@ -77,7 +77,7 @@ pub fn emit(plan: &AssetsPlan, dir: &Path, net: Net) -> String {
     ));
     x.push_str(&format!(
         "    <cmdline>{}</cmdline>\n  </os>\n",
-        xml_escape(&cmdline::for_qemu(&plan.kernel_cmdline))
+        xml_escape(&cmdline::for_qemu(plan.qemu_cmdline()))
     ));
     x.push_str("  <features>\n    <acpi/>\n  </features>\n");
     x.push_str("  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n");

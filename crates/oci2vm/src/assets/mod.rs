@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::Digest;
 
+pub mod build;
 pub mod cloud_hypervisor;
 pub mod cmdline;
 pub mod firecracker;
@@ -54,6 +55,9 @@ pub struct AssetsPlan {
     /// The guest's kernel command line, as built by the guest side; each VMM adapts the
     /// console (see [`cmdline`]).
     pub kernel_cmdline: String,
+    /// The command line for QEMU and libvirt when it differs from `kernel_cmdline` (user
+    /// networking: the guest's eth0 set up for SLIRP's 10.0.2.15/24), None to use that one.
+    pub user_net_cmdline: Option<String>,
     /// Guest memory in MiB.
     pub memory_mib: u32,
     /// vCPUs.
@@ -90,6 +94,15 @@ pub struct RuntimeConfig {
     pub stop_signal: Option<String>,
     /// Docker's `Healthcheck`.
     pub healthcheck: Option<Healthcheck>,
+}
+
+impl AssetsPlan {
+    /// The command line QEMU and libvirt boot with (before [`cmdline::for_qemu`]).
+    pub fn qemu_cmdline(&self) -> &str {
+        self.user_net_cmdline
+            .as_deref()
+            .unwrap_or(&self.kernel_cmdline)
+    }
 }
 
 impl RuntimeConfig {
@@ -378,6 +391,7 @@ pub(crate) mod tests {
             runtime,
             files: AssetFiles::default(),
             kernel_cmdline: "console=ttyS0 root=/dev/vda rw panic=-1 quiet".into(),
+            user_net_cmdline: None,
             memory_mib: 256,
             cpus: 2,
             tap: None,

@@ -103,7 +103,7 @@ exec "$QEMU" -accel "$ACCEL" -cpu "$cpu" -m {mem} -smp {cpus} -nographic -no-reb
   -netdev {netdev} \
   "$@"
 "#,
-        cmdline = sh_quote(&cmdline::for_qemu(&plan.kernel_cmdline)),
+        cmdline = sh_quote(&cmdline::for_qemu(plan.qemu_cmdline())),
         mem = plan.memory_mib,
         cpus = plan.cpus.max(1),
         kernel = sh_quote(&files.bzimage),

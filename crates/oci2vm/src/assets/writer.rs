@@ -76,6 +76,15 @@ fn absolute(dir: &Path) -> Result<PathBuf, AssetsError> {
 
 /// What [`write`] would produce, touching nothing (`--dry-run`).
 pub fn dry_run(plan: &AssetsPlan, dir: &Path) -> Result<Vec<PlannedFile>, AssetsError> {
+    dry_run_only(plan, dir, |_| true)
+}
+
+/// [`dry_run`] for the configs whose file name `keep` accepts (`--vmm`).
+pub fn dry_run_only(
+    plan: &AssetsPlan,
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<PlannedFile>, AssetsError> {
     let abs = absolute(dir).or_else(|_| {
         std::env::current_dir()
             .map(|c| c.join(dir))
@@ -97,7 +106,7 @@ pub fn dry_run(plan: &AssetsPlan, dir: &Path) -> Result<Vec<PlannedFile>, Assets
         role,
     })
     .collect();
-    for r in render(plan, &abs)? {
+    for r in render(plan, &abs)?.into_iter().filter(|r| keep(r.name)) {
         out.push(PlannedFile {
             name: r.name.into(),
             size: Some(r.text.len() as u64),
@@ -127,7 +136,21 @@ fn write_file(path: &Path, text: &[u8], mode: u32) -> Result<(), AssetsError> {
 /// file list.
 pub fn write(plan: &AssetsPlan, dir: &Path) -> Result<Vec<manifest::FileEntry>, AssetsError> {
     let abs = absolute(dir)?;
-    let rendered = render(plan, &abs)?;
+    write_only(plan, dir, &abs, |_| true)
+}
+
+/// [`write`] for the configs whose file name `keep` accepts (`--vmm`), rendered for `final_dir`
+/// (the absolute path DIR will have: a staging directory renamed later); the manifest is
+/// always written and lists what DIR holds.
+pub fn write_only(
+    plan: &AssetsPlan,
+    dir: &Path,
+    final_dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<manifest::FileEntry>, AssetsError> {
+    let abs = absolute(dir)?;
+    let mut rendered = render(plan, final_dir)?;
+    rendered.retain(|r| keep(r.name));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -109,6 +109,9 @@ pub struct VmSpec {
     pub machine: Machine,
     /// Verbose kernel and init logging.
     pub debug: bool,
+    /// Print the guest's healthcheck status changes to stderr (`health: healthy (...)`); the
+    /// check itself is in the overlay.
+    pub report_health: bool,
     /// Catch SIGINT/SIGTERM in this process and forward them (CLI use).
     pub catch_signals: bool,
     /// Where to remember host facts between runs (the `kvm-unusable` stamp, keyed by boot id).
@@ -140,6 +143,7 @@ impl VmSpec {
             accel: None,
             machine: Machine::Microvm,
             debug: false,
+            report_health: false,
             catch_signals: false,
             state_dir: None,
         }

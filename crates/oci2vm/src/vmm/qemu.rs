@@ -63,21 +63,20 @@ pub fn host_tsc_khz() -> Option<u64> {
     (1.0..1e9).contains(&khz).then_some(khz as u64)
 }
 
-/// The kernel command line.
-pub fn kernel_cmdline(spec: &VmSpec, oci2vm_args: &str, tsc_khz: Option<u64>) -> String {
-    let mut words = vec!["console=ttyS0".to_string(), "panic=-1".into()];
-    if !spec.debug {
-        words.push("quiet".into());
-    }
+/// The kernel command line: the guest's own ([`oci2vm_guest::CmdlineArgs::kernel_cmdline`],
+/// shared with the `oci2vm assets` configs) plus `tsc_early_khz=` on microvm.
+pub fn kernel_cmdline(
+    spec: &VmSpec,
+    args: &oci2vm_guest::CmdlineArgs,
+    tsc_khz: Option<u64>,
+) -> String {
+    let mut line = args.kernel_cmdline();
     if spec.machine == Machine::Microvm
         && let Some(k) = tsc_khz
     {
-        words.push(format!("tsc_early_khz={k}"));
+        line.push_str(&format!(" tsc_early_khz={k}"));
     }
-    if !oci2vm_args.is_empty() {
-        words.push(oci2vm_args.to_string());
-    }
-    words.join(" ")
+    line
 }
 
 /// The full argument vector (without the program name).
@@ -254,13 +253,17 @@ mod tests {
     #[test]
     fn cmdline_words() {
         let mut s = spec();
+        let mut args = oci2vm_guest::CmdlineArgs::default();
         assert_eq!(
-            kernel_cmdline(&s, "oci2vm.debug=1", Some(2596000)),
-            "console=ttyS0 panic=-1 quiet tsc_early_khz=2596000 oci2vm.debug=1"
+            kernel_cmdline(&s, &args, Some(2596000)),
+            "console=ttyS0 panic=-1 quiet tsc_early_khz=2596000"
         );
         s.machine = Machine::Q35;
-        s.debug = true;
-        assert_eq!(kernel_cmdline(&s, "", Some(1)), "console=ttyS0 panic=-1");
+        args.debug = true;
+        assert_eq!(
+            kernel_cmdline(&s, &args, Some(1)),
+            "console=ttyS0 panic=-1 oci2vm.debug=1"
+        );
     }
 
     #[test]

@@ -252,6 +252,19 @@ impl From<LaunchError> for Attempt {
     }
 }
 
+/// `health: healthy|unhealthy (detail)` on stderr for each status change, with `--health`.
+fn report_health(spec: &VmSpec, events: &[(Instant, Event)]) {
+    if !spec.report_health {
+        return;
+    }
+    for (_, e) in events {
+        if let Event::Health { healthy, detail } = e {
+            let state = if *healthy { "healthy" } else { "unhealthy" };
+            eprintln!("health: {state} ({detail})");
+        }
+    }
+}
+
 fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attempt> {
     let dir = RunDir::new()?;
     let mut reaper = Reaper(Vec::new());
@@ -279,7 +292,7 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
             args.config = Some(ConfigSource::File(oci2vm_guest::OVERRIDE_PATH.into()));
         }
     }
-    let cmdline = qemu::kernel_cmdline(spec, &args.render(), qemu::host_tsc_khz());
+    let cmdline = qemu::kernel_cmdline(spec, &args, qemu::host_tsc_khz());
 
     let kernel_log = match &spec.kernel_log {
         KernelLog::Hidden => dir.0.join("kernel.log"),
@@ -333,7 +346,9 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
             Ok(None) => {}
             Err(e) => return Err(io(Path::new("qemu"))(e).into()),
         }
-        events.extend(channels.poll_events());
+        let new = channels.poll_events();
+        report_health(spec, &new);
+        events.extend(new);
         if let Some(_sig) = sys::take_signal() {
             if stop_sent.is_none() {
                 channels.send(Control::Signal(spec.stop_signal));
@@ -361,7 +376,9 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
     let have_final = events
         .iter()
         .any(|(_, e)| matches!(e, Event::Exit(_) | Event::Error { .. }));
-    events.extend(channels.finish(have_final));
+    let rest = channels.finish(have_final);
+    report_health(spec, &rest);
+    events.extend(rest);
     drop(reaper);
 
     let boot_to_exec = events
