@@ -4,6 +4,7 @@
 # (flate2/zlib-rs, the decoder the layer engine uses), same run, everything in /dev/shm.
 #
 # usage: bench/convert.sh [IMAGE (default debian-minbase)] [RUNS (default 5)]
+#        OCI2VM=/path/to/oci2vm bench/convert.sh   (time another build, e.g. a baseline)
 # prints per command: median wall seconds, median cpu seconds (user+sys), max peak RSS (MiB);
 # then the allocated size (du) of each image against content + 3% + 8 MiB, and e2fsck status.
 # "cold store": a fresh store each run (blobs copied and verified, then converted);
@@ -21,8 +22,9 @@ for t in umoci mke2fs e2fsck jq; do
 	command -v "$t" >/dev/null || { echo "$t not installed" >&2; exit 1; }
 done
 
-(cd "$ROOT" && nice cargo build -q --release -p oci2vm-cli -p oci2vm --example inflate)
-OCI2VM=$ROOT/target/release/oci2vm
+(cd "$ROOT" && nice cargo build -q --release -p oci2vm-cli --bin oci2vm &&
+	nice cargo build -q --release -p oci2vm --example inflate)
+OCI2VM=${OCI2VM:-$ROOT/target/release/oci2vm}
 INFLATE=$ROOT/target/release/examples/inflate
 
 cp -a "$FIX/oci/$NAME" "$W/layout"
