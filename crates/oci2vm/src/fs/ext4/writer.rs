@@ -9,16 +9,12 @@
 //! then extent tree blocks of fragmented files
 //! ```
 //!
-//! Pass 1 hands its full buffers to a writer thread (two in flight), so reading the spool and
-//! encoding blocks overlap with the kernel's copy into the image.
-//!
 //! The image is written to a temporary file next to the output and renamed on success; on
 //! failure the temporary file is removed and nothing appears at the output path.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::csum;
 use super::extent::{self, Extent};
@@ -77,61 +73,20 @@ pub(super) struct Blocks<'f> {
     /// Block number of `buf[0]`.
     at: u64,
     pub(super) written: u64,
-    /// The writer thread of pass 1 (`None`: write in place).
-    pipe: Option<Pipe>,
-}
-
-/// Full buffers to the writer thread (byte offset, data), emptied buffers back.
-struct Pipe {
-    tx: SyncSender<(u64, Vec<u8>)>,
-    free: Receiver<Vec<u8>>,
-}
-
-/// The writer thread: positioned writes of the buffers it receives, in order.
-fn write_behind(
-    file: &File,
-    rx: Receiver<(u64, Vec<u8>)>,
-    free: SyncSender<Vec<u8>>,
-) -> std::io::Result<()> {
-    for (at, mut buf) in rx {
-        file.write_all_at(&buf, at)?;
-        buf.clear();
-        let _ = free.try_send(buf);
-    }
-    Ok(())
 }
 
 impl Blocks<'_> {
     fn flush(&mut self) -> Result<(), Ext4Error> {
         debug_assert!(self.buf.len() % BS == 0);
-        let at = self.at * BLOCK_SIZE;
-        let len = self.buf.len();
-        if let Some(pipe) = &self.pipe {
-            if len > 0 {
-                let next = pipe
-                    .free
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(BUF));
-                let full = std::mem::replace(&mut self.buf, next);
-                if pipe.tx.send((at, full)).is_err() {
-                    // the writer thread stopped on an error; joining it reports the error
-                    return Err(Ext4Error::Io {
-                        path: self.path.clone(),
-                        source: std::io::Error::other("image writer thread stopped"),
-                    });
-                }
-            }
-        } else {
-            self.file
-                .write_all_at(&self.buf, at)
-                .map_err(|source| Ext4Error::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
-            self.buf.clear();
-        }
-        self.at += (len / BS) as u64;
-        self.written += len as u64;
+        self.file
+            .write_all_at(&self.buf, self.at * BLOCK_SIZE)
+            .map_err(|source| Ext4Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.at += (self.buf.len() / BS) as u64;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
         Ok(())
     }
 
@@ -196,43 +151,8 @@ fn write_all(
         buf: Vec::with_capacity(BUF),
         at: plan.meta_end,
         written: 0,
-        pipe: None,
     };
 
-    let (used_blocks, map) = std::thread::scope(|s| {
-        let (tx, rx) = sync_channel(2);
-        let (free_tx, free_rx) = sync_channel(3);
-        let writer = s.spawn(move || write_behind(file, rx, free_tx));
-        w.pipe = Some(Pipe { tx, free: free_rx });
-        let r = pass1(tree, spool, plan, opts, &mut w);
-        w.pipe = None;
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("image writer thread panicked")));
-        match written {
-            Err(source) => Err(Ext4Error::Io {
-                path: path.into(),
-                source,
-            }),
-            Ok(()) => r,
-        }
-    })?;
-    let (uuid, _) = super::metadata::derive_ids(opts);
-    let seed = opts.metadata_csum.then(|| csum::crc32c(!0, &uuid));
-
-    write_inodes(tree, plan, &map, seed, &mut w)?;
-    super::metadata::write_metadata(tree, plan, opts, used_blocks, &mut w)
-}
-
-/// Pass 1: journal, directory/symlink/xattr blocks, file data, extent tree blocks, in block
-/// order through `w`. Returns the first unused block and the file extents.
-fn pass1(
-    tree: &Tree,
-    spool: &Spool,
-    plan: &Plan,
-    opts: &Ext4Options,
-    w: &mut Blocks<'_>,
-) -> Result<(u64, FileMap), Ext4Error> {
     // The journal: its superblock, a zeroed (sparse) log, tree blocks if it needs any.
     let (uuid, _) = super::metadata::derive_ids(opts);
     let seed = opts.metadata_csum.then(|| csum::crc32c(!0, &uuid));
@@ -397,7 +317,9 @@ fn pass1(
     }
     let used_blocks = w.next_block();
     w.flush()?;
-    Ok((used_blocks, map))
+
+    write_inodes(tree, plan, &map, seed, &mut w)?;
+    super::metadata::write_metadata(tree, plan, opts, used_blocks, &mut w)
 }
 
 fn spool_err(tree: &Tree, plan: &Plan, ino: usize, source: std::io::Error) -> Ext4Error {
