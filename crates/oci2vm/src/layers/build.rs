@@ -89,6 +89,8 @@ struct Shared<'a> {
 }
 
 const CHUNK: usize = 1 << 20;
+/// Compressed chunks the read stage may run ahead of the decoder.
+const RAW_DEPTH: usize = 4;
 
 /// Builds the merged tree from `layers` (bottom first). File contents go to unnamed scratch
 /// files in `spool_dir` (which the caller owns); the returned [`Spool`] reads them back.
@@ -226,23 +228,46 @@ fn parse_layer(
     } else {
         (input.reader, None)
     };
-    let opened = decompress::open(&layer, &input.media_type, blob, limits.zstd_window_log_max)?;
-    let mut warnings: Vec<String> = opened.warning.into_iter().collect();
-    let compression = opened.compression;
-    let mut decoder = opened.reader;
+    let (raw_tx, raw_rx) = sync_channel::<io::Result<Vec<u8>>>(RAW_DEPTH);
+    let (raw_free_tx, raw_free_rx) = sync_channel::<Vec<u8>>(RAW_DEPTH + 2);
     let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Vec<u8>>>(16);
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(18);
     let segment = tempfile::tempfile_in(sh.spool_dir).map_err(LayerError::Spool)?;
     let seg_index = u32::try_from(i + 1).expect("fewer than 2^32 layers");
     let algo = input.diff_id.as_ref().unwrap_or(&layer).algorithm();
     std::thread::scope(|s| {
-        s.spawn(move || inflate(&mut decoder, &chunk_tx, &free_rx));
+        // read stage: blob reads (and the blob digest, in the store's reader or ours) run
+        // on their own thread, ahead of the decoder
+        let mut blob = blob;
+        let read_stage = s.spawn(move || pump(&mut *blob, &raw_tx, &raw_free_rx, |e| e));
+        let raw = ChunkReader {
+            rx: raw_rx,
+            free: raw_free_tx,
+            cur: Vec::new(),
+            pos: 0,
+            hasher: None,
+            total: 0,
+        };
+        let opened = decompress::open(
+            &layer,
+            &input.media_type,
+            Box::new(raw),
+            limits.zstd_window_log_max,
+        )?;
+        let mut warnings: Vec<String> = opened.warning.into_iter().collect();
+        let compression = opened.compression;
+        let mut decoder = opened.reader;
+        s.spawn(move || {
+            pump(&mut *decoder, &chunk_tx, &free_rx, |e| {
+                io::Error::other(InflateError(e))
+            })
+        });
         let chunks = ChunkReader {
             rx: chunk_rx,
             free: free_tx,
             cur: Vec::new(),
             pos: 0,
-            hasher: algo.hasher(),
+            hasher: Some(algo.hasher()),
             total: 0,
         };
         let mut tar = TarReader::new(
@@ -291,7 +316,9 @@ fn parse_layer(
         io::copy(&mut budget, &mut io::sink()).map_err(|e| map_io(&layer, e))?;
         let chunks = budget.into_inner();
         let bytes = chunks.bytes_hashed();
-        let diff_id = chunks.finish();
+        let diff_id = chunks.finish(&layer);
+        // the decoder reached the blob's end, so the read stage has finished (or failed)
+        read_stage.join().map_err(|_| LayerError::Panicked)?;
         let segment = out
             .into_inner()
             .map_err(|e| LayerError::Spool(e.into_error()))?;
@@ -355,13 +382,20 @@ fn map_tar(layer: &Digest, e: TarError) -> LayerError {
     }
 }
 
-fn inflate(decoder: &mut dyn Read, tx: &SyncSender<io::Result<Vec<u8>>>, free: &Receiver<Vec<u8>>) {
+/// Reads `src` to its end in [`CHUNK`]s and sends them on (empty buffers come back on
+/// `free`); a read error, mapped by `wrap`, ends the stream. Returns when the receiver hangs up.
+fn pump(
+    src: &mut dyn Read,
+    tx: &SyncSender<io::Result<Vec<u8>>>,
+    free: &Receiver<Vec<u8>>,
+    wrap: impl Fn(io::Error) -> io::Error,
+) {
     loop {
         let mut buf = free.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
         buf.resize(CHUNK, 0);
         let mut filled = 0;
         let result = loop {
-            match decoder.read(&mut buf[filled..]) {
+            match src.read(&mut buf[filled..]) {
                 Ok(0) => break Ok(true),
                 Ok(k) => {
                     filled += k;
@@ -376,7 +410,7 @@ fn inflate(decoder: &mut dyn Read, tx: &SyncSender<io::Result<Vec<u8>>>, free: &
         buf.truncate(filled);
         let (send, end) = match result {
             Ok(eof) => (Ok(buf), eof),
-            Err(e) => (Err(io::Error::other(InflateError(e))), true),
+            Err(e) => (Err(wrap(e)), true),
         };
         if tx.send(send).is_err() || end {
             return;
@@ -384,13 +418,13 @@ fn inflate(decoder: &mut dyn Read, tx: &SyncSender<io::Result<Vec<u8>>>, free: &
     }
 }
 
-/// Reads the chunks of the inflate thread, hashing them (DiffID).
+/// Reads the chunks of a [`pump`] thread, hashing them when asked (DiffID).
 struct ChunkReader {
     rx: Receiver<io::Result<Vec<u8>>>,
     free: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
     total: u64,
 }
 
@@ -399,8 +433,10 @@ impl ChunkReader {
         self.total
     }
 
-    fn finish(self) -> Digest {
-        self.hasher.finish()
+    fn finish(self, algo_of: &Digest) -> Digest {
+        self.hasher
+            .unwrap_or_else(|| algo_of.algorithm().hasher())
+            .finish()
     }
 }
 
@@ -414,7 +450,9 @@ impl Read for ChunkReader {
             self.pos = 0;
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.hasher.update(&chunk);
+                    if let Some(h) = self.hasher.as_mut() {
+                        h.update(&chunk);
+                    }
                     self.total += chunk.len() as u64;
                     self.cur = chunk;
                     if self.cur.is_empty() {

@@ -28,7 +28,9 @@ pub use prune::PruneReport;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::digest::{Digest, DigestError, Hasher, VerifyingReader, digest_error_of};
 use crate::error::{Classify, ErrorKind};
@@ -118,6 +120,32 @@ fn stream_error(e: io::Error, digest: &Digest, path: &Path) -> StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Blobs this process hashed in full ([`Store::verify_blob`]), with the identity of the
+    /// file it hashed: [`Store::open_blob`] does not hash such a blob a second time while the
+    /// file is unchanged (same device, inode, size, mtime and ctime, to the nanosecond).
+    verified: Arc<Mutex<Vec<(Digest, FileId)>>>,
+}
+
+/// What identifies one unchanged version of a blob file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileId {
+    fn of(m: &fs::Metadata) -> Self {
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 impl Store {
@@ -150,7 +178,10 @@ impl Store {
         ] {
             fs::create_dir_all(&dir).map_err(io(&dir))?;
         }
-        let store = Store { root };
+        let store = Store {
+            root,
+            verified: Arc::default(),
+        };
         let layout = store.root.join(LAYOUT_FILE);
         match fs::read(&layout) {
             Ok(b) => {
@@ -223,6 +254,9 @@ impl Store {
         if !ok {
             tracing::warn!(%digest, path = %path.display(), "removing corrupt blob from the store");
             self.remove_blob_file(&path)?;
+        } else if let Ok(mut v) = self.verified.lock() {
+            v.retain(|(d, _)| d != digest);
+            v.push((digest.clone(), FileId::of(&meta)));
         }
         Ok(ok)
     }
@@ -251,13 +285,11 @@ impl Store {
             }
             Err(source) => return Err(StoreError::Io { path, source }),
         };
-        let len = file
-            .metadata()
-            .map_err(|source| StoreError::Io {
-                path: path.clone(),
-                source,
-            })?
-            .len();
+        let meta = file.metadata().map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let len = meta.len();
         if len != size {
             self.remove_blob_file(&path)?;
             return Err(StoreError::Verify {
@@ -269,10 +301,17 @@ impl Store {
                 },
             });
         }
-        Ok(BlobReader {
-            inner: VerifyingReader::new(file, digest.clone(), size),
-            path,
-        })
+        let id = FileId::of(&meta);
+        let hashed = self
+            .verified
+            .lock()
+            .is_ok_and(|v| v.iter().any(|(d, f)| d == digest && *f == id));
+        let inner = if hashed {
+            BlobInner::Hashed(file)
+        } else {
+            BlobInner::Verifying(Box::new(VerifyingReader::new(file, digest.clone(), size)))
+        };
+        Ok(BlobReader { inner, path })
     }
 
     /// Reads a whole (small) blob, verified.
@@ -392,13 +431,23 @@ impl Store {
 /// a mismatch it removes the blob from the store and fails with a digest error.
 #[derive(Debug)]
 pub struct BlobReader {
-    inner: VerifyingReader<File>,
+    inner: BlobInner,
     path: PathBuf,
+}
+
+#[derive(Debug)]
+enum BlobInner {
+    Verifying(Box<VerifyingReader<File>>),
+    /// Hashed in full by [`Store::verify_blob`] in this process, file unchanged since.
+    Hashed(File),
 }
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let r = self.inner.read(buf);
+        let r = match &mut self.inner {
+            BlobInner::Verifying(v) => v.read(buf),
+            BlobInner::Hashed(f) => f.read(buf),
+        };
         if let Err(e) = &r {
             if digest_error_of(e).is_some() {
                 tracing::warn!(path = %self.path.display(), "corrupt blob in the store: removing it");
@@ -562,6 +611,41 @@ mod tests {
         assert!(matches!(
             s.open_blob(&d, 10),
             Err(StoreError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn verified_blob_is_hashed_again_once_changed() {
+        let (_d, s) = store();
+        let data = b"0123456789";
+        let d = Digest::sha256_of(data);
+        s.put_bytes(&d, data).unwrap();
+        assert!(s.verify_blob(&d, 10).unwrap());
+        // unchanged since verify_blob: read as is
+        let mut r = s.open_blob(&d, 10).unwrap();
+        assert!(matches!(r.inner, BlobInner::Hashed(_)));
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        // rewritten in place with the same size: its ctime changed, so it is hashed again
+        fs::write(s.blob_path(&d), b"0123456780").unwrap();
+        let mut r = s.open_blob(&d, 10).unwrap();
+        assert!(matches!(r.inner, BlobInner::Verifying(_)));
+        let e = r.read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(digest_error_of(&e).is_some());
+        // a clone of the store shares what was verified
+        s.put_bytes(&d, data).unwrap();
+        assert!(s.verify_blob(&d, 10).unwrap());
+        let c = s.clone();
+        assert!(matches!(
+            c.open_blob(&d, 10).unwrap().inner,
+            BlobInner::Hashed(_)
+        ));
+        // another Store value over the same directory hashes it
+        let other = Store::open(s.root()).unwrap();
+        assert!(matches!(
+            other.open_blob(&d, 10).unwrap().inner,
+            BlobInner::Verifying(_)
         ));
     }
 }

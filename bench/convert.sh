@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of the real CLI path (issue 4): `oci2vm convert oci:LAYOUT --format ext4`
+# (release build) against `umoci raw unpack` + `mke2fs -t ext4 -d` and the inflate ceiling
+# (flate2/zlib-rs, the decoder the layer engine uses), same run, everything in /dev/shm.
+#
+# usage: bench/convert.sh [IMAGE (default debian-minbase)] [RUNS (default 5)]
+#        OCI2VM=/path/to/oci2vm bench/convert.sh   (time another build, e.g. a baseline)
+# prints per command: median wall seconds, median cpu seconds (user+sys), max peak RSS (MiB);
+# then the allocated size (du) of each image against content + 3% + 8 MiB, and e2fsck status.
+# "cold store": a fresh store each run (blobs copied and verified, then converted);
+# "warm store": the layers are already in the store (pull verifies, the reader re-verifies).
+set -euo pipefail
+NAME=${1:-debian-minbase}
+RUNS=${2:-5}
+FIX=${OCI2VM_FIXTURES:-/var/tmp/oci2vm-fixtures}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+W=$(mktemp -d /dev/shm/oci2vm-convert.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+[ -x /usr/bin/time ] || { echo "install package 'time' (/usr/bin/time -v)" >&2; exit 1; }
+[ -d "$FIX/oci/$NAME" ] || { echo "fixture $FIX/oci/$NAME missing" >&2; exit 1; }
+for t in umoci mke2fs e2fsck jq; do
+	command -v "$t" >/dev/null || { echo "$t not installed" >&2; exit 1; }
+done
+
+(cd "$ROOT" && nice cargo build -q --release -p oci2vm-cli --bin oci2vm &&
+	nice cargo build -q --release -p oci2vm --example inflate)
+OCI2VM=${OCI2VM:-$ROOT/target/release/oci2vm}
+INFLATE=$ROOT/target/release/examples/inflate
+
+cp -a "$FIX/oci/$NAME" "$W/layout"
+L=$W/layout
+mdig=$(jq -r '.manifests[0].digest' "$L/index.json")
+mapfile -t BLOBS < <(jq -r '.layers[].digest' "$L/blobs/sha256/${mdig#sha256:}" | sed "s|sha256:|$L/blobs/sha256/|")
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cpus; median of $RUNS runs (nice)"
+echo "image $NAME: ${#BLOBS[@]} layer(s), $(cat "${BLOBS[@]}" | wc -c) compressed bytes"
+
+# run LABEL PREP CMD...: PREP (a shell snippet) runs untimed before each run
+run() {
+	local label=$1 prep=$2; shift 2
+	: >"$W/runs.txt"
+	for _ in $(seq "$RUNS"); do
+		sh -c "$prep"
+		nice /usr/bin/time -v -o "$W/time.txt" "$@" >/dev/null 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
+		awk -F': ' '
+			/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; w=s}
+			/User time|System time/ {c+=$2}
+			/Maximum resident set size/ {r=$2}
+			END {print w, c, r}' "$W/time.txt" >>"$W/runs.txt"
+	done
+	read -r wall cpu rss < <(sort -n "$W/runs.txt" | awk '{w[NR]=$1; c[NR]=$2; if ($3>r) r=$3} END {m=int((NR+1)/2); print w[m], c[m], r}')
+	printf '%-40s %7.3f s wall %7.3f s cpu %7.1f MiB peak RSS\n' "$label" "$wall" "$cpu" "$(awk "BEGIN{print $rss/1024}")"
+	LAST_WALL=$wall
+}
+run_named() { local var=$1; shift; run "$@"; eval "T_$var=\$LAST_WALL"; }
+
+CONVERT=("$OCI2VM" convert --store "$W/store" "oci:$L:latest" --format ext4 -o "$W/ours.ext4")
+export TMPDIR=$W
+run_named cold "oci2vm convert --format ext4 (cold store)" "rm -rf '$W/store' '$W/ours.ext4'" "${CONVERT[@]}"
+run_named warm "oci2vm convert --format ext4 (warm store)" "rm -f '$W/ours.ext4'" "${CONVERT[@]}"
+SIZE=$(stat -c %s "$W/ours.ext4")
+run_named peer "umoci raw unpack + mke2fs -t ext4 -d" "rm -rf '$W/unpack' '$W/peer.ext4'" \
+	sh -c 'umoci raw unpack --image "$1:latest" "$2/unpack" && mke2fs -q -F -t ext4 -d "$2/unpack" "$2/peer.ext4" "$3"k' \
+	sh "$L" "$W" "$((SIZE / 1024))"
+run_named ceiling "ceiling: flate2/zlib-rs inflate" ":" "$INFLATE" "${BLOBS[@]}"
+
+# content: regular-file bytes of the unpacked tree, hard links counted once
+CONTENT=$(find "$W/unpack" -type f -printf '%i %s\n' | sort -u | awk '{s += $2} END {print s}')
+awk -v c="$CONTENT" 'BEGIN {printf "content %d bytes (%.1f MiB); size limit content + 3%% + 8 MiB = %.1f MiB\n", c, c/1048576, c*1.03/1048576 + 8}'
+for img in ours peer; do
+	fsck=0
+	e2fsck -fn "$W/$img.ext4" >/dev/null 2>&1 || fsck=$?
+	printf '%-6s image %8.1f MiB apparent %8.1f MiB allocated (du)  e2fsck -fn exit %d\n' "$img" \
+		"$(awk "BEGIN{print $(stat -c %s "$W/$img.ext4")/1048576}")" \
+		"$(awk "BEGIN{print $(du -k "$W/$img.ext4" | cut -f1)/1024}")" "$fsck"
+done
+awk -v w="$T_warm" -v c="$T_cold" -v p="$T_peer" -v i="$T_ceiling" 'BEGIN {
+	printf "peer / ours (warm) = %.2fx, peer / ours (cold) = %.2fx (target >= 4x)\n", p/w, p/c
+	printf "ours (warm) / ceiling = %.2fx, ours (cold) / ceiling = %.2fx (target <= 1.3x)\n", w/i, c/i
+}'
