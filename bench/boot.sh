@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# bench/boot.sh ROOT_EXT4 [RUNS]: boot-to-entrypoint of `oci2vm run --root-disk ROOT_EXT4 -- true`
-# against two hand-made busybox initramfs baselines, same kernel, QEMU flags and machine:
+# bench/boot.sh [SOURCE] [RUNS]: boot-to-entrypoint of `oci2vm run SOURCE -- true` through the
+# real pipeline with the conversion cached (SOURCE default: the busybox fixture), against two
+# hand-made busybox initramfs baselines, same kernel, QEMU flags and machine:
 #   (a) busybox /init that powers off at once
 #   (b) busybox /init that insmods the same modules ours loads for this run (the `core` group of
-#       our cached initramfs), mounts the same ext4 root, and powers off
+#       our cached initramfs), mounts the same ext4 root (the cached conversion of SOURCE), and
+#       powers off
 #       (as shared/fixtures/boot-baseline.sh's initrd-mod)
-#   (c) oci2vm run (init, modules, ports, root, pid namespace, workload `true`, report, power off)
+#   (c) oci2vm run SOURCE (resolve the image, find the cached rootfs, QEMU with the rootfs
+#       copy-on-write; init, modules, ports, root, pid namespace, workload `true`, report, off)
 # Times are wall-clock seconds from process launch to exit, median of RUNS (default 5).
 # Env: KERNEL (default /boot/vmlinuz-6.1.0-56-cloud-amd64), OCI2VM (default target/debug/oci2vm).
 set -euo pipefail
-ROOT=$(realpath "${1:?usage: bench/boot.sh ROOT_EXT4 [RUNS]}"); RUNS=${2:-5}
+FIX=${OCI2VM_FIXTURES:-/var/tmp/oci2vm-fixtures}
+SRC=${1:-oci:$FIX/oci/busybox:latest}; RUNS=${2:-5}
 cd "$(dirname "$0")/.."
 KERNEL=${KERNEL:-/boot/vmlinuz-6.1.0-56-cloud-amd64}
 OCI2VM=${OCI2VM:-target/debug/oci2vm}
@@ -17,8 +21,11 @@ BB=$(command -v busybox); file -L "$BB" | grep -q 'statically linked' || { echo 
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 TSC=$(awk -F: '/^cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
-# warm the initramfs cache, and take its module list
-"$OCI2VM" run --root-disk "$ROOT" --network none -- true 2>/dev/null
+# warm the caches (conversion into a bench-only store, initramfs), take the cached rootfs and
+# the initramfs' module list
+RUN=("$OCI2VM" --store "$W/store" run "$SRC" --network none -- true)
+"${RUN[@]}" 2>/dev/null
+ROOT=$(ls "$W"/store/rootfs/*.ext4)
 
 IRD=$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/oci2vm/initramfs-*.cpio.gz | head -1)
 mkdir -p "$W/ours" && (cd "$W/ours" && zcat "$IRD" | cpio -id --quiet)
@@ -44,7 +51,6 @@ $B umount /newroot
 $B poweroff -f
 EOS
 chmod 755 "$W/a/init" "$W/b/init"; mkird "$W/a" "$W/a.cpio.gz"; mkird "$W/b" "$W/b.cpio.gz"
-cp "$ROOT" "$W/root.ext4"
 
 Q=(qemu-system-x86_64 -M microvm -accel tcg -cpu max -m 512M -smp 1 -nodefaults -no-user-config
    -no-reboot -display none -kernel "$KERNEL" -chardev file,id=kl,path=/dev/null -serial chardev:kl)
@@ -55,11 +61,11 @@ med() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/
 for _ in $(seq "$RUNS"); do   # interleaved, so machine load affects all three alike
   t "${Q[@]}" -initrd "$W/a.cpio.gz" -append "$APPEND" >> "$W/a.t"
   t "${Q[@]}" -initrd "$W/b.cpio.gz" -append "$APPEND" \
-    -drive "file=$W/root.ext4,format=raw,if=none,id=root,cache=unsafe" -device virtio-blk-device,drive=root >> "$W/b.t"
-  t "$OCI2VM" run --root-disk "$W/root.ext4" --network none -- true >> "$W/c.t"
+    -drive "file=$ROOT,format=raw,if=none,id=root,cache=unsafe,snapshot=on" -device virtio-blk-device,drive=root >> "$W/b.t"
+  t "${RUN[@]}" >> "$W/c.t"
 done
 a=$(med < "$W/a.t"); b=$(med < "$W/b.t"); c=$(med < "$W/c.t")
 printf '(a) busybox initramfs, power off          %.2f s  [%s]\n' "$a" "$(tr '\n' ' ' < "$W/a.t")"
 printf '(b) busybox + same modules + ext4 mount  %.2f s  [%s]\n' "$b" "$(tr '\n' ' ' < "$W/b.t")"
-printf '(c) oci2vm run -- true                   %.2f s  [%s]\n' "$c" "$(tr '\n' ' ' < "$W/c.t")"
+printf '(c) oci2vm run SOURCE -- true (cached)   %.2f s  [%s]\n' "$c" "$(tr '\n' ' ' < "$W/c.t")"
 printf 'c/a = %.2f   c/b = %.2f   (median of %d, interleaved)\n' "$(echo "$c / $a" | bc -l)" "$(echo "$c / $b" | bc -l)" "$RUNS"

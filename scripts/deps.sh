@@ -3,7 +3,9 @@
 #
 # Installs what oci2vm needs on a Debian/Ubuntu machine (root or sudo), idempotently:
 #   runtime: qemu-system-x86, a guest kernel (linux-image-cloud-amd64 on Debian), e2fsprogs,
-#            umoci (to make the offline example image), busybox-static, jq
+#            umoci (to make the offline example image), busybox-static, jq, and virtiofsd for
+#            `run -v` (Debian 12: /usr/lib/qemu/virtiofsd in qemu-system-common; later releases
+#            and Ubuntu: the separate virtiofsd package)
 #   test:    runtime + mmdebstrap, buildah, skopeo, docker-registry, apache2-utils, curl, cpio,
 #            runc, zstd, pigz, time, fdisk, xz-utils, libvirt-clients, libxml2-utils (xmllint for
 #            virt-xml-validate), lxc, systemd-container, lz4
@@ -12,11 +14,16 @@ set -euo pipefail
 mode=${1:-runtime}
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 
-pkgs=(qemu-system-x86 e2fsprogs umoci busybox-static jq ca-certificates curl)
+pkgs=(qemu-system-x86 qemu-system-common e2fsprogs umoci busybox-static jq ca-certificates curl)
 if grep -qi debian /etc/os-release 2>/dev/null && ! grep -qi ubuntu /etc/os-release; then
   pkgs+=(linux-image-cloud-amd64)
 else
   pkgs+=(linux-image-kvm)
+fi
+# virtiofsd: its own package where it exists (Debian 13, Ubuntu 24.04); Debian 12 ships it in
+# qemu-system-common (above)
+if apt-cache show virtiofsd >/dev/null 2>&1; then
+  pkgs+=(virtiofsd)
 fi
 if [ "$mode" = test ]; then
   pkgs+=(mmdebstrap buildah skopeo docker-registry apache2-utils cpio runc zstd pigz time fdisk

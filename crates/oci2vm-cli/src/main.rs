@@ -19,8 +19,9 @@ use oci2vm::Platform;
     about = "Turn container images into virtual machines"
 )]
 struct Cli {
-    /// More logging on stderr (-v info, -vv debug).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    /// More logging on stderr (-v info, -vv debug). Also accepted after the subcommand, where
+    /// `run` takes only `--verbose` (its `-v` is `--volume`, as in `docker run`).
+    #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 
     /// The image store (an OCI image layout) [default: $XDG_CACHE_HOME/oci2vm or ~/.cache/oci2vm].
@@ -72,13 +73,28 @@ enum Command {
     /// List the images in the store.
     Images(commands::images::ImagesArgs),
     /// Remove blobs no stored image refers to, and stale temp files.
-    Prune,
+    Prune(commands::Verbosity),
     /// Write an image's merged root filesystem as tar, dir, ext4, cpio, LXC or nspawn.
     Convert(Box<commands::convert::ConvertArgs>),
     /// Boot an image as a VM and run its entrypoint, like `docker run`.
     Run(Box<commands::run::RunArgs>),
     /// Write a directory of VM assets (kernel, initramfs, rootfs.ext4, VMM configs, manifest).
     Assets(Box<commands::assets::AssetsArgs>),
+}
+
+impl Command {
+    /// The `-v`/`--verbose` count given after the subcommand.
+    fn verbose(&self) -> u8 {
+        match self {
+            Command::Inspect(a) => a.verbosity.verbose,
+            Command::Pull(a) => a.verbosity.verbose,
+            Command::Images(a) => a.verbosity.verbose,
+            Command::Prune(v) => v.verbose,
+            Command::Convert(a) => a.verbosity.verbose,
+            Command::Run(a) => a.verbose,
+            Command::Assets(a) => a.verbosity.verbose,
+        }
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -111,7 +127,8 @@ fn chain(e: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let verbose = cli.verbose.saturating_add(cli.command.verbose());
+    init_logging(verbose);
     let ctx = commands::Context {
         store: cli.store.clone(),
         platform: cli.platform.clone(),
@@ -123,9 +140,9 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(&ctx, a).map(|()| 0),
         Command::Pull(a) => commands::pull::run(&ctx, a).map(|()| 0),
         Command::Images(a) => commands::images::run(&ctx, a).map(|()| 0),
-        Command::Prune => commands::prune::run(&ctx).map(|()| 0),
+        Command::Prune(_) => commands::prune::run(&ctx).map(|()| 0),
         Command::Convert(a) => commands::convert::run(&ctx, a).map(|()| 0),
-        Command::Run(a) => commands::run::run(&ctx, a, cli.verbose),
+        Command::Run(a) => commands::run::run(&ctx, a, verbose),
         Command::Assets(a) => commands::assets::run(&ctx, a).map(|()| 0),
     };
     match result {

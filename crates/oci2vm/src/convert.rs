@@ -155,7 +155,14 @@ impl Flattened {
     /// ([`oci2vm_guest::CONFIG_PATH`]) so the root filesystem is self-contained. The image's
     /// own files, including `/sbin/init`, are left untouched.
     pub fn embed_guest_config(&mut self) -> Result<()> {
-        let text = crate::guest::image::guest_config(&guest_runtime(self.runtime())).to_text();
+        let cfg = crate::guest::image::guest_config(&guest_runtime(self.runtime()));
+        self.embed_config(&cfg)
+    }
+
+    /// Writes `cfg` (instead of the image's own runtime config) to the guest's reserved path;
+    /// the boot tests use it to run many cases from one flattened image.
+    pub fn embed_config(&mut self, cfg: &oci2vm_guest::GuestConfig) -> Result<()> {
+        let text = cfg.to_text();
         let (dir_name, file_name) = reserved_names();
         let mtime = Timestamp::from_secs(self.apply_epoch());
         let root = self.tree.root();

@@ -1,7 +1,9 @@
 //! Boots the busybox fixture under QEMU (TCG here) through `vmm::run_with` and checks what
-//! `docker run` would print and exit with. Each case also runs under runc (same rootfs, same
-//! argv/env/user/cwd) when runc works here; rows go to target/tmp/run-vs-runc.tsv, from
-//! which docs/run-vs-runc.md was written.
+//! `docker run` would print and exit with. The root disk is the fixture converted by our
+//! pipeline (`convert::flatten` + the ext4 writer) with each case's config embedded. Each case
+//! also runs under runc (umoci unpack of the same image, same argv/env/user/cwd) when runc works
+//! here; rows go to target/tmp/run-vs-runc.tsv, from which docs/run-vs-runc.md is written.
+//! `crates/oci2vm-cli/tests/run_cli.rs` runs the same cases through `oci2vm run SOURCE`.
 
 mod support;
 

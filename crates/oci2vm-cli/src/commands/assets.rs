@@ -24,6 +24,8 @@ type VmmList = Vec<Vmm>;
 pub struct AssetsArgs {
     /// The image: docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF].
     pub source: String,
+    #[command(flatten)]
+    pub verbosity: super::Verbosity,
     /// Output directory (must not exist, or be empty); written atomically.
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: PathBuf,

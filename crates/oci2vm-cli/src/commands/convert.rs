@@ -62,6 +62,8 @@ pub struct ConvertArgs {
     /// Directory for spooled layer data [default: the system temp dir].
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+    #[command(flatten)]
+    pub verbosity: super::Verbosity,
 }
 
 /// Runs the command.

@@ -10,6 +10,8 @@ pub struct ImagesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub verbosity: super::Verbosity,
 }
 
 /// Runs the command.

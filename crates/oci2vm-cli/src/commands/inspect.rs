@@ -16,6 +16,8 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub verbosity: super::Verbosity,
 }
 
 /// Runs the command.

@@ -118,3 +118,12 @@ mod tests {
         }
     }
 }
+
+/// `-v`/`--verbose` after a subcommand (every subcommand but `run`, whose `-v` is `--volume`
+/// as in `docker run`; `run` takes `--verbose`).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Verbosity {
+    /// More logging on stderr (-v info, -vv debug).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}

@@ -11,6 +11,8 @@ use super::{Context, parse_source};
 pub struct PullArgs {
     /// The image: docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF].
     pub source: String,
+    #[command(flatten)]
+    pub verbosity: super::Verbosity,
 }
 
 /// Runs the command: prints `NAME DIGEST` on success.

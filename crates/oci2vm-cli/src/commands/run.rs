@@ -60,10 +60,12 @@ pub struct RunArgs {
     /// `none` for no network (default: QEMU user networking).
     #[arg(long, default_value = "user")]
     pub network: String,
-    /// Share a host directory: HOST:GUEST[:ro] (virtiofs).
-    /// (`-v` is the global verbosity flag, so only the long form exists.)
-    #[arg(long = "volume")]
+    /// Share a host directory: HOST:GUEST[:ro] (virtiofs), as `docker run -v`.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
     pub volume: Vec<String>,
+    /// More logging on stderr (--verbose info, twice debug; `-v` is `--volume` here).
+    #[arg(long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// Memory in MiB.
     #[arg(long, default_value_t = 512)]
     pub memory: u32,

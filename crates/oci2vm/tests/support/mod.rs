@@ -1,5 +1,6 @@
-//! Shared harness for the boot tests: busybox fixture -> ext4 (mke2fs -d, tests only) ->
-//! QEMU TCG boot through `vmm::run_with`, and the same case under runc for comparison.
+//! Shared harness for the boot tests: busybox fixture -> our converter (`convert::flatten`) and
+//! ext4 writer, with each case's config at /.oci2vm/config -> QEMU TCG boot through
+//! `vmm::run_with`, and the same case under runc (umoci unpack bundle) for comparison.
 #![allow(dead_code)]
 
 use oci2vm::guest::{self, GuestAssets};
@@ -57,7 +58,7 @@ pub struct Env {
 pub fn env() -> Option<&'static Env> {
     static ENV: OnceLock<Option<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
-        for t in ["qemu-system-x86_64", "umoci", "mke2fs"] {
+        for t in ["qemu-system-x86_64", "umoci"] {
             if !have(t) {
                 skip(&format!("{t} not installed"));
                 return None;
@@ -126,25 +127,25 @@ pub fn busybox_config() -> GuestConfig {
     })
 }
 
-/// mke2fs -d of the rootfs with `cfg` at /.oci2vm/config.
+/// The busybox fixture converted by our pipeline (flatten, then the ext4 writer), with `cfg`
+/// at /.oci2vm/config in place of the image's own runtime config.
 pub fn make_disk(env: &Env, name: &str, cfg: &GuestConfig) -> PathBuf {
-    let cfg_dir = env.rootfs.join(".oci2vm");
-    std::fs::create_dir_all(&cfg_dir).expect("mkdir");
-    std::fs::write(cfg_dir.join("config"), cfg.to_text()).expect("config");
+    let reference: oci2vm::Reference =
+        format!("oci:{}:latest", fixtures().join("oci/busybox").display())
+            .parse()
+            .expect("reference");
+    let store = oci2vm::store::Store::open(env.scratch.join("store")).expect("store");
+    let opts = oci2vm::convert::FlattenOptions {
+        source: Default::default(),
+        apply: Default::default(),
+        scratch_dir: Some(env.scratch.clone()),
+    };
+    let mut flat = oci2vm::convert::flatten(&reference, &store, &opts, None).expect("flatten");
+    flat.embed_config(cfg).expect("embed config");
     let disk = env.scratch.join(format!("{name}.ext4"));
     let _ = std::fs::remove_file(&disk);
-    let out = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&env.rootfs)
-        .arg(&disk)
-        .arg("64M")
-        .output()
-        .expect("mke2fs");
-    assert!(
-        out.status.success(),
-        "mke2fs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    flat.write_ext4(&disk, &flat.ext4_options(None))
+        .expect("write ext4");
     disk
 }
 
