@@ -304,7 +304,7 @@ pub fn paths(tree: &Tree) -> Vec<String> {
         .collect()
 }
 
-/// The tree in the fixture oracle format (`tree.py` in make-images.sh), keyed by path.
+/// The tree in the fixture oracle format (`scripts/fixtures/tree.py`), keyed by path.
 pub fn listing(tree: &Tree, spool: &Spool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for n in tree.walk() {
@@ -472,41 +472,9 @@ pub fn assert_same(ours: &BTreeMap<String, String>, theirs: &BTreeMap<String, St
     );
 }
 
-/// The fixture script's lister (scripts/fixtures/make-images.sh `tree.py`), verbatim logic.
-const TREE_PY: &str = r#"
-import os, sys, stat, hashlib
-root = sys.argv[1]
-out = []
-for dp, dns, fns in os.walk(root):
-    dns.sort()
-    for n in sorted(dns + fns):
-        p = os.path.join(dp, n); rel = '/' + os.path.relpath(p, root)
-        st = os.lstat(p); m = st.st_mode
-        t = 'd' if stat.S_ISDIR(m) else 'f' if stat.S_ISREG(m) else 'l' if stat.S_ISLNK(m) else \
-            'c' if stat.S_ISCHR(m) else 'b' if stat.S_ISBLK(m) else 'p' if stat.S_ISFIFO(m) else 's'
-        extra = ''
-        if t == 'f':
-            h = hashlib.sha256()
-            with open(p, 'rb') as f:
-                for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-            extra = 'size=%d sha256=%s nlink=%d' % (st.st_size, h.hexdigest(), st.st_nlink)
-        elif t == 'l':
-            extra = 'target=%s' % os.readlink(p)
-        elif t in 'cb':
-            extra = 'rdev=%d,%d' % (os.major(st.st_rdev), os.minor(st.st_rdev))
-        try:
-            xs = sorted(x for x in os.listxattr(p, follow_symlinks=False) if x.startswith('user.'))
-            if xs:
-                extra += ' xattrs=' + ','.join('%s=%s' % (x, os.getxattr(p, x, follow_symlinks=False).decode('utf-8', 'replace')) for x in xs)
-        except OSError:
-            pass
-        out.append('%s %s %04o %d:%d %s' % (rel, t, stat.S_IMODE(m), st.st_uid, st.st_gid, extra))
-sys.stdout.write('\n'.join(out) + '\n')
-"#;
-
 pub fn host_listing(dir: &Path) -> BTreeMap<String, String> {
     let out = std::process::Command::new("python3")
-        .args(["-c", TREE_PY])
+        .arg(super::repo_root().join("scripts/fixtures/tree.py"))
         .arg(dir)
         .output()
         .unwrap();
