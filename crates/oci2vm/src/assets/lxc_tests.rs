@@ -119,22 +119,7 @@ fn unrepresentable_values_are_refused() {
 }
 
 fn lxc_usable() -> bool {
-    let have = Command::new("sh")
-        .args(["-c", "command -v lxc-start"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !(have && root) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "lxc-start (as root) missing under CI"
-        );
-        eprintln!("SKIPPED: needs lxc-start (Debian package lxc) and root");
-    }
-    have && root && std::path::Path::new("/bin/busybox").exists()
+    crate::assets::tests::root_tool_usable("lxc-start", "lxc")
 }
 
 /// A busybox rootfs whose /bin/show records its argv, env and cwd in /tmp/out.

@@ -368,6 +368,27 @@ pub fn machine_name(source: &str, digest: &Digest) -> String {
 pub(crate) mod tests {
     use super::*;
 
+    /// Whether `tool` can be run for real here: installed, we are root, and /bin/busybox exists
+    /// (the rootfs the container tests build). Missing tools skip locally and fail under CI.
+    pub(crate) fn root_tool_usable(tool: &str, package: &str) -> bool {
+        let have = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !(have && root) {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{tool} (as root) missing under CI"
+            );
+            eprintln!("SKIPPED: needs {tool} (Debian package {package}) and root");
+        }
+        have && root && std::path::Path::new("/bin/busybox").exists()
+    }
+
     /// A plan used by the emitters' tests.
     pub(crate) fn sample_plan() -> AssetsPlan {
         let runtime = RuntimeConfig {

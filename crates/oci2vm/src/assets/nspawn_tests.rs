@@ -99,22 +99,7 @@ fn settings_cover_the_image_config() {
 }
 
 fn nspawn_usable() -> bool {
-    let have = Command::new("sh")
-        .args(["-c", "command -v systemd-nspawn"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !(have && root) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "systemd-nspawn (as root) missing under CI"
-        );
-        eprintln!("SKIPPED: needs systemd-nspawn (Debian package systemd-container) and root");
-    }
-    have && root && Path::new("/bin/busybox").exists()
+    crate::assets::tests::root_tool_usable("systemd-nspawn", "systemd-container")
 }
 
 fn busybox_machine(dir: &Path, name: &str) -> std::path::PathBuf {
