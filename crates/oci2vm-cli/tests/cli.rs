@@ -1,34 +1,12 @@
 //! The `oci2vm` binary: output formats, the store commands and exit codes.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns panic on purpose
 
-use std::path::PathBuf;
-
 use assert_cmd::Command;
+
+mod common;
+
+use common::fixtures;
 use predicates::prelude::*;
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("OCI2VM_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/oci2vm-fixtures"));
-    if dir.join("images.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("fixtures missing at {} under CI=true", dir.display());
-    }
-    eprintln!("SKIPPED: fixtures missing at {}", dir.display());
-    None
-}
-
-/// `oci2vm --store <tmp>` with a clean environment for the store.
-fn oci2vm(store: &tempfile::TempDir) -> Command {
-    let mut c = Command::cargo_bin("oci2vm").unwrap();
-    c.env_remove("OCI2VM_STORE")
-        .env_remove("RUST_LOG")
-        .arg("--store")
-        .arg(store.path());
-    c
-}
 
 fn fixture_digest(fx: &std::path::Path, name: &str) -> String {
     let v: serde_json::Value =
@@ -46,7 +24,7 @@ fn fixture_digest(fx: &std::path::Path, name: &str) -> String {
 fn inspect_json_of_an_oci_layout() {
     let Some(fx) = fixtures() else { return };
     let store = tempfile::tempdir().unwrap();
-    let out = oci2vm(&store)
+    let out = common::oci2vm(store.path())
         .args(["inspect", "--json"])
         .arg(format!("oci:{}/oci/config-docker:latest", fx.display()))
         .assert()
@@ -88,7 +66,7 @@ fn inspect_json_of_an_oci_layout() {
 fn inspect_text_of_a_docker_archive() {
     let Some(fx) = fixtures() else { return };
     let store = tempfile::tempdir().unwrap();
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .arg("inspect")
         .arg(format!(
             "docker-archive:{}/docker-archive/config-docker.tar",
@@ -113,7 +91,7 @@ fn pull_then_images_then_prune() {
     let store = tempfile::tempdir().unwrap();
     let digest = fixture_digest(&fx, "busybox");
     let src = format!("oci:{}/oci/busybox:latest", fx.display());
-    let out = oci2vm(&store)
+    let out = common::oci2vm(store.path())
         .args(["pull", &src])
         .assert()
         .success()
@@ -124,12 +102,12 @@ fn pull_then_images_then_prune() {
     let (name, d) = line.trim().split_once(' ').unwrap();
     assert_eq!(d, digest);
     assert!(name.ends_with("/oci/busybox:latest"), "{name}");
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .args(["pull", "--platform", "linux/arm64"])
         .arg(format!("oci:{}/oci/busybox-multi", fx.display()))
         .assert()
         .success();
-    let out = oci2vm(&store)
+    let out = common::oci2vm(store.path())
         .args(["images", "--json"])
         .assert()
         .success()
@@ -142,7 +120,7 @@ fn pull_then_images_then_prune() {
     assert_eq!(images[0]["name"], name);
     assert_eq!(images[0]["manifest_digest"], digest);
     assert_eq!(images[1]["platform"]["architecture"], "arm64");
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .arg("images")
         .assert()
         .success()
@@ -150,14 +128,14 @@ fn pull_then_images_then_prune() {
         .stdout(predicate::str::contains(name))
         .stdout(predicate::str::contains("linux/arm64/v8"));
     // the pulled image reads back from the store as an oci: source
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .args(["inspect", "--json"])
         .arg(format!("oci:{}:{name}", store.path().display()))
         .assert()
         .success()
         .stdout(predicate::str::contains(&digest));
     std::fs::write(store.path().join("tmp/deadbeefdeadbeef.stale"), b"x").unwrap();
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .arg("prune")
         .assert()
         .success()
@@ -215,7 +193,7 @@ fn exit_codes_and_one_line_errors() {
         ),
         (vec!["frobnicate"], 2, "unrecognized subcommand"),
     ] {
-        let out = oci2vm(&store)
+        let out = common::oci2vm(store.path())
             .args(&args)
             .assert()
             .code(code)
@@ -225,7 +203,7 @@ fn exit_codes_and_one_line_errors() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
     }
-    let out = oci2vm(&store)
+    let out = common::oci2vm(store.path())
         .args(["inspect", "Bad/Name"])
         .assert()
         .code(2)
@@ -241,7 +219,7 @@ fn exit_codes_and_one_line_errors() {
 fn platform_and_image_errors_have_their_codes() {
     let Some(fx) = fixtures() else { return };
     let store = tempfile::tempdir().unwrap();
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .args(["inspect", "--platform", "linux/riscv64"])
         .arg(format!("oci:{}/oci/busybox-multi", fx.display()))
         .assert()
@@ -249,14 +227,14 @@ fn platform_and_image_errors_have_their_codes() {
         .stderr(predicate::str::contains(
             "(the image has: linux/amd64, linux/arm64/v8)",
         ));
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .arg("inspect")
         .arg(format!("oci:{}/oci/busybox:no-such-tag", fx.display()))
         .assert()
         .code(3)
         .stderr(predicate::str::contains("it has: latest"));
     // a tar that is neither a docker-archive nor an OCI layout (a plain rootfs tar)
-    oci2vm(&store)
+    common::oci2vm(store.path())
         .arg("inspect")
         .arg(format!(
             "docker-archive:{}/context/edge-base.tar",

@@ -2,46 +2,12 @@
 //! the "nothing at the output path on failure" rule.
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns panic on purpose
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as Std;
 
-use assert_cmd::Command;
+mod common;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn require(ok: bool, what: &str) -> bool {
-    if !ok {
-        assert!(!in_ci(), "required under CI=true: {what}");
-        eprintln!("SKIPPED: {what}");
-    }
-    ok
-}
-
-fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("OCI2VM_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/oci2vm-fixtures"));
-    require(dir.join("images.json").is_file(), "fixture images").then_some(dir)
-}
-
-fn tool(name: &str) -> bool {
-    let found = Std::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    require(found, &format!("{name} installed"))
-}
-
-fn oci2vm(store: &Path) -> Command {
-    let mut c = Command::cargo_bin("oci2vm").unwrap();
-    c.env_remove("OCI2VM_STORE")
-        .env_remove("RUST_LOG")
-        .arg("--store")
-        .arg(store);
-    c
-}
+use common::{fixtures, oci2vm, tool};
 
 fn src(fx: &Path, name: &str) -> String {
     format!("oci:{}:latest", fx.join("oci").join(name).display())
