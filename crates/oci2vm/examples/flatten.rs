@@ -72,15 +72,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(Path::new("."))
             .to_path_buf()
     };
+    let mut layers = layers(Path::new(layout), tag)?;
+    let t0 = Instant::now();
+    // one layer: the tar is written while the layer streams (as `oci2vm convert` does)
+    if layers.len() == 1
+        && out != Path::new("-")
+        && let Some(layer) = layers.pop()
+    {
+        let mut spool = oci2vm::layers::spool::Spool::new();
+        let mut stream = oci2vm::fs::tar_stream::TarStream::create(&out, &mut spool)?;
+        let (tree, report) =
+            oci2vm::layers::build_single(layer, &ApplyOptions::default(), &mut stream)?;
+        let kept = stream.streaming();
+        let stats = stream.finish(&tree, &spool)?;
+        let bytes: u64 = report.layers.iter().map(|l| l.uncompressed_bytes).sum();
+        eprintln!(
+            "layers=1 uncompressed={bytes} entries={} streamed={kept} total={:.3}s",
+            stats.entries,
+            t0.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let spool = tempfile::Builder::new()
         .prefix(".oci2vm-spool-")
         .tempdir_in(spool_parent)?;
-    let t0 = Instant::now();
-    let (tree, spool_data, report) = build_tree(
-        layers(Path::new(layout), tag)?,
-        &ApplyOptions::default(),
-        spool.path(),
-    )?;
+    let (tree, spool_data, report) = build_tree(layers, &ApplyOptions::default(), spool.path())?;
     let t1 = Instant::now();
     let stats = oci2vm::fs::tar::write_to(&tree, &spool_data, &out)?;
     let t2 = Instant::now();

@@ -10,19 +10,21 @@
 //! leaves nothing at the output path.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::assets;
 use crate::digest::Digest;
 use crate::error::{Classify, ErrorKind, Result};
 use crate::fs::ext4::{Ext4Options, Ext4Report};
+use crate::fs::tar::TarStats;
+use crate::fs::tar_stream::TarStream;
 use crate::guest::image::ImageRuntime;
 use crate::image::ResolvedImage;
 use crate::image::RuntimeConfig;
 use crate::layers::spool::{Segment, Spool};
 use crate::layers::tree::{Inode, InodeKind, Timestamp, Tree};
-use crate::layers::{ApplyOptions, LayerInput, Report};
+use crate::layers::{ApplyOptions, BlobInput, LayerInput, Report};
 use crate::reference::Reference;
 use crate::source::{self, RemoteFetcher, SourceOptions};
 use crate::store::Store;
@@ -123,7 +125,20 @@ pub fn flatten(
             path: scratch_parent.clone(),
             source,
         })?;
-    let mut inputs: Vec<LayerInput<Box<dyn Read + Send>>> = Vec::with_capacity(image.layers.len());
+    let inputs = layer_inputs(store, &image)?;
+    let (tree, spool, report) = crate::layers::build_tree(inputs, &opts.apply, scratch.path())?;
+    Ok(Flattened {
+        image,
+        tree,
+        spool,
+        report,
+        _scratch: scratch,
+    })
+}
+
+/// The store blobs of `image`'s layers, bottom first.
+fn layer_inputs(store: &Store, image: &ResolvedImage) -> Result<Vec<BlobInput>> {
+    let mut inputs: Vec<BlobInput> = Vec::with_capacity(image.layers.len());
     for layer in &image.layers {
         let blob = store.open_blob(&layer.digest, layer.size)?;
         inputs.push(LayerInput {
@@ -135,14 +150,35 @@ pub fn flatten(
             verify_digest: false,
         });
     }
-    let (tree, spool, report) = crate::layers::build_tree(inputs, &opts.apply, scratch.path())?;
-    Ok(Flattened {
-        image,
-        tree,
-        spool,
-        report,
-        _scratch: scratch,
-    })
+    Ok(inputs)
+}
+
+/// Pulls `reference` into `store` and writes its flattened tar to the file `out` (temporary
+/// name, then rename). A one-layer image is written while its layer streams
+/// ([`crate::fs::tar_stream`]); others are flattened first. Same bytes either way.
+pub fn flatten_to_tar(
+    reference: &Reference,
+    store: &Store,
+    opts: &FlattenOptions,
+    remote: Option<&dyn RemoteFetcher>,
+    out: &Path,
+) -> Result<(Report, TarStats)> {
+    let pulled = source::pull(reference, store, &opts.source, remote)?;
+    let image = pulled.image;
+    let mut inputs = layer_inputs(store, &image)?;
+    if inputs.len() == 1
+        && let Some(layer) = inputs.pop()
+    {
+        let mut spool = Spool::new();
+        let mut stream = TarStream::create(out, &mut spool)?;
+        let (tree, report) = crate::layers::build_single(layer, &opts.apply, &mut stream)?;
+        let stats = stream.finish(&tree, &spool)?;
+        return Ok((report, stats));
+    }
+    drop(inputs);
+    let flat = flatten(reference, store, opts, remote)?;
+    let stats = crate::fs::tar::write_to(&flat.tree, &flat.spool, out)?;
+    Ok((flat.report, stats))
 }
 
 impl Flattened {

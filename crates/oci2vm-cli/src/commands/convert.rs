@@ -77,10 +77,16 @@ pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
         apply: oci2vm::layers::ApplyOptions::from_env(),
         scratch_dir: a.scratch.clone(),
     };
-    let mut flat = convert::flatten(&reference, &store, &opts, remote)
-        .with_context(|| format!("flattening {}", a.source))?;
     let out = &a.output;
     let stdout = out == Path::new("-");
+    if matches!(a.format, Format::Tar) && !stdout {
+        let (_, stats) = convert::flatten_to_tar(&reference, &store, &opts, remote, out)
+            .with_context(|| format!("flattening {} into {}", a.source, out.display()))?;
+        tracing::info!(?stats, "tar written");
+        return Ok(());
+    }
+    let mut flat = convert::flatten(&reference, &store, &opts, remote)
+        .with_context(|| format!("flattening {}", a.source))?;
     if stdout && !matches!(a.format, Format::Tar | Format::Cpio) {
         return Err(oci2vm::Error::new(
             oci2vm::ErrorKind::InvalidInput,

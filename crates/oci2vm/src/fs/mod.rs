@@ -11,6 +11,7 @@ pub mod cpio;
 pub mod dir;
 pub mod ext4;
 pub mod tar;
+pub mod tar_stream;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::{FsError, lossy, parent_of};
 use crate::layers::spool::Spool;
-use crate::layers::tree::{InodeId, InodeKind, Timestamp, Tree};
+use crate::layers::tree::{InodeId, InodeKind, NodeId, Timestamp, Tree};
 
 const BLOCK: usize = 512;
 const MAX_OCTAL_7: u64 = 0o7_777_777;
@@ -51,12 +51,7 @@ fn write_inner(
     out: &mut dyn Write,
     direct: Option<&File>,
 ) -> Result<TarStats, FsError> {
-    let mut w = Writer {
-        out,
-        direct,
-        stats: TarStats::default(),
-        buf: vec![0u8; 256 << 10],
-    };
+    let mut w = Writer::new(out, direct);
     let wr = |source| FsError::Write {
         path: PathBuf::from("-"),
         source,
@@ -115,10 +110,10 @@ pub fn write_to(tree: &Tree, spool: &Spool, path: &Path) -> Result<TarStats, FsE
     Ok(stats)
 }
 
-struct Writer<'a> {
-    out: &'a mut dyn Write,
+pub(super) struct Writer<'a, W: Write> {
+    pub(super) out: W,
     direct: Option<&'a File>,
-    stats: TarStats,
+    pub(super) stats: TarStats,
     buf: Vec<u8>,
 }
 
@@ -230,19 +225,94 @@ fn header(f: &Fields<'_>, prefix: &[u8]) -> [u8; BLOCK] {
     b
 }
 
-impl Writer<'_> {
+impl<'a, W: Write> Writer<'a, W> {
+    /// A writer into `out`; `direct` is the file behind `out` for kernel copies.
+    pub(super) fn new(out: W, direct: Option<&'a File>) -> Self {
+        Writer {
+            out,
+            direct,
+            stats: TarStats::default(),
+            buf: vec![0u8; 256 << 10],
+        }
+    }
+
+    /// Writes one entry with its data from the spool.
     fn entry(
         &mut self,
         tree: &Tree,
         spool: &Spool,
-        node: crate::layers::tree::NodeId,
+        node: NodeId,
         name: Vec<u8>,
         hardlink: Option<Vec<u8>>,
     ) -> Result<(), WErr> {
-        let ino = tree.inode_of(node);
-        let (typeflag, link, size, dev): (u8, &[u8], u64, (u32, u32)) = match (&hardlink, &ino.kind)
+        if self
+            .header(tree, node, &name, hardlink.as_deref())?
+            .is_none()
+            || hardlink.is_some()
         {
-            (Some(first), _) => (b'1', first.as_slice(), 0, (0, 0)),
+            return Ok(());
+        }
+        let InodeKind::File { content } = &tree.inode_of(node).kind else {
+            return Ok(());
+        };
+        let mut left = content.len;
+        // Small files go through the buffer (no flush, one pread); big ones are copied in
+        // the kernel.
+        if let (Some(dst), Some((src, mut off))) = (self.direct, spool.file_range(content))
+            && left >= DIRECT_COPY_MIN
+        {
+            self.out.flush()?;
+            while left > 0 {
+                let want = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
+                match rustix::fs::copy_file_range(src, Some(&mut off), dst, None, want) {
+                    Ok(0) | Err(_) => break, // fall back to read/write for the rest
+                    Ok(n) => left -= n as u64,
+                }
+            }
+        }
+        while left > 0 {
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            let pos = content.len - left;
+            let n = spool
+                .read_at(content, pos, &mut self.buf[..want])
+                .map_err(|source| {
+                    WErr::Fs(FsError::Spool {
+                        entry: lossy(&tree.path(node)),
+                        source,
+                    })
+                })?;
+            if n == 0 {
+                let source =
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "spool content truncated");
+                return Err(WErr::Fs(FsError::Spool {
+                    entry: lossy(&tree.path(node)),
+                    source,
+                }));
+            }
+            self.out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        self.stats.data_bytes += content.len;
+        self.pad(content.len)?;
+        Ok(())
+    }
+
+    /// Writes the header(s) of one entry (a `hardlink` names the entry carrying the data).
+    /// Returns the length of the file data the caller must write next (then [`Self::pad`]),
+    /// or `None` when nothing was written (a socket).
+    pub(super) fn header(
+        &mut self,
+        tree: &Tree,
+        node: NodeId,
+        name: &[u8],
+        hardlink: Option<&[u8]>,
+    ) -> io::Result<Option<u64>> {
+        let ino = tree.inode_of(node);
+        let (typeflag, link, size, dev): (u8, &[u8], u64, (u32, u32)) = match (hardlink, &ino.kind)
+        {
+            (Some(first), _) => (b'1', first, 0, (0, 0)),
             (None, InodeKind::File { content }) => (b'0', &[], content.len, (0, 0)),
             (None, InodeKind::Dir) => (b'5', &[], 0, (0, 0)),
             (None, InodeKind::Symlink { target }) => (b'2', target.as_slice(), 0, (0, 0)),
@@ -251,13 +321,13 @@ impl Writer<'_> {
             (None, InodeKind::Fifo) => (b'6', &[], 0, (0, 0)),
             (None, InodeKind::Socket) => {
                 self.stats.sockets_skipped += 1;
-                return Ok(());
+                return Ok(None);
             }
         };
         let mut pax = Vec::new();
-        let split = ustar_split(&name);
+        let split = ustar_split(name);
         if split.is_none() {
-            pax_record(&mut pax, b"path", &name);
+            pax_record(&mut pax, b"path", name);
         }
         if link.len() > 100 {
             pax_record(&mut pax, b"linkpath", link);
@@ -319,53 +389,11 @@ impl Writer<'_> {
         };
         self.out.write_all(&header(&f, prefix))?;
         self.stats.entries += 1;
-        if let (None, InodeKind::File { content }) = (&hardlink, &ino.kind) {
-            let mut left = content.len;
-            // Small files go through the buffer (no flush, one pread); big ones are copied in
-            // the kernel.
-            if let (Some(dst), Some((src, mut off))) = (self.direct, spool.file_range(content))
-                && left >= DIRECT_COPY_MIN
-            {
-                self.out.flush()?;
-                while left > 0 {
-                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(1 << 30);
-                    match rustix::fs::copy_file_range(src, Some(&mut off), dst, None, want) {
-                        Ok(0) | Err(_) => break, // fall back to read/write for the rest
-                        Ok(n) => left -= n as u64,
-                    }
-                }
-            }
-            while left > 0 {
-                let want = usize::try_from(left)
-                    .unwrap_or(usize::MAX)
-                    .min(self.buf.len());
-                let pos = content.len - left;
-                let n = spool
-                    .read_at(content, pos, &mut self.buf[..want])
-                    .map_err(|source| {
-                        WErr::Fs(FsError::Spool {
-                            entry: lossy(&tree.path(node)),
-                            source,
-                        })
-                    })?;
-                if n == 0 {
-                    let source =
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "spool content truncated");
-                    return Err(WErr::Fs(FsError::Spool {
-                        entry: lossy(&tree.path(node)),
-                        source,
-                    }));
-                }
-                self.out.write_all(&self.buf[..n])?;
-                left -= n as u64;
-            }
-            self.stats.data_bytes += content.len;
-            self.pad(content.len)?;
-        }
-        Ok(())
+        Ok(Some(if typeflag == b'0' { size } else { 0 }))
     }
 
-    fn pad(&mut self, len: u64) -> io::Result<()> {
+    /// Pads file data of `len` bytes to the next 512-byte block.
+    pub(super) fn pad(&mut self, len: u64) -> io::Result<()> {
         let p = (BLOCK - (len % BLOCK as u64) as usize) % BLOCK;
         self.out.write_all(&[0u8; BLOCK][..p])
     }

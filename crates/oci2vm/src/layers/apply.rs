@@ -85,8 +85,23 @@ pub struct Applier<'a> {
     layer: u32,
     /// Directories already freed of lower-layer content in this layer.
     clean: HashSet<NodeId>,
+    /// Lowest pre-existing entry the last [`Applier::apply`] changed (attributes, shared
+    /// inode metadata, or removal), for streaming writers.
+    changed: Option<NodeId>,
+    /// The entry the last [`Applier::apply`] created for its own name.
+    created: Option<NodeId>,
     /// What happened.
     pub stats: ApplyStats,
+}
+
+/// What one [`Applier::apply`] call did to entries that existed before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyEvents {
+    /// The lowest-numbered existing entry whose attributes, shared inode metadata or
+    /// liveness changed (removals of a subtree report its top).
+    pub changed: Option<NodeId>,
+    /// The entry created for the applied name (implied parents not included).
+    pub created: Option<NodeId>,
 }
 
 fn lossy(b: &[u8]) -> String {
@@ -102,12 +117,45 @@ impl<'a> Applier<'a> {
             implied_mtime: Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0)),
             layer,
             clean: HashSet::new(),
+            changed: None,
+            created: None,
             stats: ApplyStats::default(),
         }
     }
 
+    /// The tree being built.
+    pub fn tree(&self) -> &Tree {
+        self.tree
+    }
+
+    /// The tree being built, mutably (to record where a streamed file's content landed).
+    pub fn tree_mut(&mut self) -> &mut Tree {
+        self.tree
+    }
+
+    /// What the last [`apply`](Self::apply) did to existing entries, and what it created.
+    pub fn events(&self) -> ApplyEvents {
+        ApplyEvents {
+            changed: self.changed,
+            created: self.created,
+        }
+    }
+
+    fn mark_changed(&mut self, node: NodeId) {
+        if self.changed.is_none_or(|c| node.0 < c.0) {
+            self.changed = Some(node);
+        }
+    }
+
+    fn unlink(&mut self, node: NodeId) {
+        self.mark_changed(node);
+        self.tree.unlink(node);
+    }
+
     /// Applies one entry.
     pub fn apply(&mut self, e: &LayerEntry) -> Result<(), EntryError> {
+        self.changed = None;
+        self.created = None;
         self.stats.entries += 1;
         if e.path.sanitised {
             self.stats.sanitised += 1;
@@ -170,6 +218,12 @@ impl<'a> Applier<'a> {
 
     fn set_attrs(&mut self, node: NodeId, e: &LayerEntry) {
         let ino = self.tree.node(node).inode;
+        let i = self.tree.inode(ino);
+        if (i.mode, i.uid, i.gid, i.mtime) != (e.mode & 0o7777, e.uid, e.gid, e.mtime)
+            || i.xattrs != e.xattrs
+        {
+            self.mark_changed(node);
+        }
         let i = self.tree.inode_mut(ino);
         i.mode = e.mode & 0o7777;
         i.uid = e.uid;
@@ -273,7 +327,7 @@ impl<'a> Applier<'a> {
     /// memory is bounded even when every entry implies a deep chain of directories.
     fn check_nodes(&self) -> Result<(), EntryError> {
         let limit = self.limits.entries;
-        if self.tree.node_count() as u64 >= limit {
+        if self.tree.node_count() as u64 > limit {
             return Err(EntryError::Entries { limit });
         }
         Ok(())
@@ -291,7 +345,7 @@ impl<'a> Applier<'a> {
         } else if n.desc_touched_layer == self.layer {
             self.clean_lower(node);
         } else {
-            self.tree.unlink(node);
+            self.unlink(node);
         }
     }
 
@@ -311,7 +365,7 @@ impl<'a> Applier<'a> {
                 .unwrap_or_default();
             for c in children {
                 if self.tree.node(c).desc_touched_layer != self.layer {
-                    self.tree.unlink(c);
+                    self.unlink(c);
                 } else if self.tree.inode_of(c).is_dir() {
                     stack.push(c);
                 }
@@ -343,7 +397,7 @@ impl<'a> Applier<'a> {
                 self.touch(existing);
                 return Ok(());
             }
-            self.tree.unlink(existing);
+            self.unlink(existing);
         }
         let inode = match (&e.body, link_inode) {
             (Body::Link(target), Some(tnode)) => {
@@ -357,6 +411,15 @@ impl<'a> Applier<'a> {
                     return Err(EntryError::TooManyLinks {
                         limit: self.limits.links_per_inode,
                     });
+                }
+                let i = self.tree.inode(ino);
+                let same = i.mode == e.mode & 0o7777
+                    && i.uid == e.uid
+                    && i.gid == e.gid
+                    && i.mtime == e.mtime
+                    && (e.xattrs.is_empty() || i.xattrs == e.xattrs);
+                if !same && !matches!(i.kind, InodeKind::Symlink { .. }) {
+                    self.mark_changed(tnode);
                 }
                 let i = self.tree.inode_mut(ino);
                 // Docker/containerd apply the link header's metadata to the shared inode
@@ -404,6 +467,7 @@ impl<'a> Applier<'a> {
         };
         self.check_nodes()?;
         let node = self.tree.link(dir, base, inode, self.layer);
+        self.created = Some(node);
         self.touch(node);
         Ok(())
     }

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -25,7 +25,8 @@ use super::decompress::{self, BudgetReader, Compression, HashingReader};
 use super::entry::{LayerEntry, prepare};
 use super::error::{EntryError, LayerError};
 use super::spool::{ContentRef, Spool};
-use super::tar::{EntryKind, TarError, TarErrorKind, TarReader};
+use super::stream::{ScratchSink, build_single};
+use super::tar::{Entry, EntryKind, TarError, TarErrorKind, TarReader};
 use super::tree::{Timestamp, Tree};
 use crate::digest::{Digest, Hasher};
 
@@ -80,12 +81,11 @@ struct Parsed {
     warnings: Vec<String>,
 }
 
-struct Shared<'a> {
-    opts: &'a ApplyOptions,
-    spool_dir: &'a Path,
-    budget: Arc<AtomicU64>,
-    entries: AtomicU64,
-    cancel: AtomicBool,
+pub(super) struct Shared<'a> {
+    pub(super) opts: &'a ApplyOptions,
+    pub(super) budget: Arc<AtomicU64>,
+    pub(super) entries: AtomicU64,
+    pub(super) cancel: AtomicBool,
 }
 
 const CHUNK: usize = 1 << 20;
@@ -106,12 +106,17 @@ pub fn build_tree(
             limit: opts.limits.layers,
         });
     }
+    let mut layers = layers;
+    if n == 1
+        && let Some(layer) = layers.pop()
+    {
+        return build_one(layer, opts, spool_dir);
+    }
     let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
     let queue: Mutex<Vec<Option<BlobInput>>> = Mutex::new(layers.into_iter().map(Some).collect());
     let next = AtomicUsize::new(0);
     let shared = Shared {
         opts,
-        spool_dir,
         budget: Arc::new(AtomicU64::new(0)),
         entries: AtomicU64::new(0),
         cancel: AtomicBool::new(false),
@@ -139,7 +144,7 @@ pub fn build_tree(
                     }
                     let input = queue.lock().ok().and_then(|mut q| q[i].take());
                     let Some(input) = input else { break };
-                    let r = parse_layer(i, input, shared);
+                    let r = parse_layer(i, input, shared, spool_dir);
                     if r.is_err() {
                         shared.cancel.store(true, Ordering::Relaxed);
                     }
@@ -173,6 +178,22 @@ pub fn build_tree(
         }
         Ok(())
     })?;
+    Ok((tree, spool, report))
+}
+
+/// One layer: applied while it streams, contents appended to one scratch segment.
+fn build_one(
+    layer: BlobInput,
+    opts: &ApplyOptions,
+    spool_dir: &Path,
+) -> Result<(Tree, Spool, Report), LayerError> {
+    let file = tempfile::tempfile_in(spool_dir).map_err(LayerError::Spool)?;
+    let mut spool = Spool::new();
+    let reader = file.try_clone().map_err(LayerError::Spool)?;
+    let segment = spool.add_file(reader).map_err(LayerError::Spool)?;
+    let mut sink = ScratchSink::new(file, segment);
+    let (tree, report) = build_single(layer, opts, &mut sink)?;
+    sink.finish().map_err(LayerError::Spool)?;
     Ok((tree, spool, report))
 }
 
@@ -219,7 +240,115 @@ fn parse_layer(
     i: usize,
     input: LayerInput<Box<dyn Read + Send>>,
     sh: &Shared<'_>,
+    spool_dir: &Path,
 ) -> Result<Parsed, LayerError> {
+    let segment = tempfile::tempfile_in(spool_dir).map_err(LayerError::Spool)?;
+    let seg_index = u32::try_from(i + 1).expect("fewer than 2^32 layers");
+    let mut collect = Collect {
+        out: BufWriter::with_capacity(CHUNK, segment),
+        offset: 0,
+        segment: seg_index,
+        entries: Vec::new(),
+        limits: &sh.opts.limits,
+    };
+    let meta = parse_stream(input, sh, &mut collect)?;
+    let segment = collect
+        .out
+        .into_inner()
+        .map_err(|e| LayerError::Spool(e.into_error()))?;
+    Ok(Parsed {
+        entries: collect.entries,
+        segment,
+        diff_id: meta.diff_id,
+        compression: meta.compression,
+        bytes: meta.bytes,
+        warnings: meta.warnings,
+    })
+}
+
+/// What a parsed layer stream was, besides its entries.
+pub(super) struct StreamMeta {
+    pub(super) diff_id: Digest,
+    pub(super) compression: Compression,
+    pub(super) bytes: u64,
+    pub(super) warnings: Vec<String>,
+}
+
+/// A file entry's data, read straight off the layer's tar stream.
+pub trait DataSource {
+    /// Copies all of the current entry's data to `w` and returns its length.
+    fn copy_to(&mut self, w: &mut dyn Write) -> Result<u64, LayerError>;
+}
+
+struct TarData<'a, R> {
+    tar: &'a mut TarReader<R>,
+    buf: &'a mut [u8],
+    layer: &'a Digest,
+}
+
+impl<R: Read> DataSource for TarData<'_, R> {
+    fn copy_to(&mut self, w: &mut dyn Write) -> Result<u64, LayerError> {
+        self.tar
+            .copy_data(w, self.buf)
+            .map_err(|e| map_tar(self.layer, e))
+    }
+}
+
+/// Why a handler refused an entry.
+pub(super) enum HandlerError {
+    /// The entry itself (named with its index and path by the caller).
+    Entry(EntryError),
+    /// Anything else.
+    Layer(LayerError),
+}
+
+impl From<LayerError> for HandlerError {
+    fn from(e: LayerError) -> Self {
+        HandlerError::Layer(e)
+    }
+}
+
+/// What the parse loop does with each entry of a layer.
+pub(super) trait Handler {
+    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), HandlerError>;
+}
+
+/// Spools file data to the layer's segment and keeps the validated entries for later.
+struct Collect<'a> {
+    out: BufWriter<File>,
+    offset: u64,
+    segment: u32,
+    entries: Vec<LayerEntry>,
+    limits: &'a super::Limits,
+}
+
+impl Handler for Collect<'_> {
+    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), HandlerError> {
+        let content = if e.kind == EntryKind::File {
+            let len = data.copy_to(&mut self.out)?;
+            let c = ContentRef {
+                segment: self.segment,
+                offset: self.offset,
+                len,
+            };
+            self.offset += len;
+            c
+        } else {
+            ContentRef::EMPTY
+        };
+        let entry = prepare(e, content, self.limits).map_err(HandlerError::Entry)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+}
+
+/// Decompresses, hashes and parses one layer, handing each entry to `handler`; verifies the
+/// DiffID (and the blob digest when asked) at the end.
+pub(super) fn parse_stream(
+    input: LayerInput<Box<dyn Read + Send>>,
+    sh: &Shared<'_>,
+    handler: &mut dyn Handler,
+) -> Result<StreamMeta, LayerError> {
     let layer = input.digest.clone();
     let limits = &sh.opts.limits;
     let (blob, blob_hash): (Box<dyn Read + Send>, _) = if input.verify_digest {
@@ -232,8 +361,6 @@ fn parse_layer(
     let (raw_free_tx, raw_free_rx) = sync_channel::<Vec<u8>>(RAW_DEPTH + 2);
     let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Vec<u8>>>(16);
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(18);
-    let segment = tempfile::tempfile_in(sh.spool_dir).map_err(LayerError::Spool)?;
-    let seg_index = u32::try_from(i + 1).expect("fewer than 2^32 layers");
     let algo = input.diff_id.as_ref().unwrap_or(&layer).algorithm();
     std::thread::scope(|s| {
         // read stage: blob reads (and the blob digest, in the store's reader or ours) run
@@ -274,10 +401,7 @@ fn parse_layer(
             BudgetReader::new(chunks, sh.budget.clone(), limits.total_bytes),
             limits.special_header,
         );
-        let mut out = BufWriter::with_capacity(CHUNK, segment);
-        let mut offset = 0u64;
         let mut buf = vec![0u8; 256 << 10];
-        let mut entries = Vec::new();
         let tar_err = |e: TarError| map_tar(&layer, e);
         while let Some(e) = tar.next_entry().map_err(tar_err)? {
             let count = sh.entries.fetch_add(1, Ordering::Relaxed) + 1;
@@ -294,19 +418,16 @@ fn parse_layer(
                     limit: limits.entries,
                 }));
             }
-            let content = if e.kind == EntryKind::File {
-                let len = tar.copy_data(&mut out, &mut buf).map_err(tar_err)?;
-                let c = ContentRef {
-                    segment: seg_index,
-                    offset,
-                    len,
-                };
-                offset += len;
-                c
-            } else {
-                ContentRef::EMPTY
+            let mut data = TarData {
+                tar: &mut tar,
+                buf: &mut buf,
+                layer: &layer,
             };
-            entries.push(prepare(e, content, limits).map_err(entry_err)?);
+            match handler.entry(e, &mut data) {
+                Ok(()) => {}
+                Err(HandlerError::Entry(source)) => return Err(entry_err(source)),
+                Err(HandlerError::Layer(err)) => return Err(err),
+            }
         }
         warnings.extend(tar.warnings().iter().map(|w| format!("layer {layer}: {w}")));
         for w in &warnings {
@@ -319,9 +440,6 @@ fn parse_layer(
         let diff_id = chunks.finish(&layer);
         // the decoder reached the blob's end, so the read stage has finished (or failed)
         read_stage.join().map_err(|_| LayerError::Panicked)?;
-        let segment = out
-            .into_inner()
-            .map_err(|e| LayerError::Spool(e.into_error()))?;
         if let Some(expected) = &input.diff_id
             && expected != &diff_id
         {
@@ -339,9 +457,7 @@ fn parse_layer(
                 actual,
             });
         }
-        Ok(Parsed {
-            entries,
-            segment,
+        Ok(StreamMeta {
             diff_id,
             compression,
             bytes,

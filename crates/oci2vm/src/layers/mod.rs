@@ -16,10 +16,12 @@ pub mod error;
 pub mod limits;
 pub mod path;
 pub mod spool;
+pub mod stream;
 pub mod tar;
 pub mod tree;
 
 pub use apply::{ApplyOptions, ApplyStats};
-pub use build::{LayerInput, LayerReport, Report, build_tree};
+pub use build::{BlobInput, DataSource, LayerInput, LayerReport, Report, build_tree};
 pub use error::{EntryError, LayerError};
 pub use limits::Limits;
+pub use stream::{Applied, ApplySink, ScratchSink, build_single};

@@ -1,0 +1,181 @@
+//! Single-layer builds: entries are applied as they come off the layer stream, and a sink
+//! places each file's data while it streams by (into a spool segment, or straight into an
+//! output such as the flattened tar).
+//!
+//! ```text
+//! blob -> inflate -> strict tar reader -> prepare -> apply (tree) -> sink.applied(tree, ev, data)
+//!                                                                     ScratchSink: data -> spool
+//!                                                                     fs::tar::TarStream: header
+//!                                                                       + data -> output file
+//! ```
+//!
+//! With one layer nothing below it can change what an entry means, so applying in stream
+//! order gives the same tree as applying after the whole layer was parsed; the DiffID is still
+//! verified at the end, before the caller publishes anything.
+
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
+use super::apply::{Applier, ApplyOptions};
+use super::build::{
+    BlobInput, DataSource, Handler, HandlerError, LayerReport, Report, Shared, parse_stream,
+};
+use super::entry::prepare;
+use super::error::LayerError;
+use super::spool::ContentRef;
+use super::tar::{Entry, EntryKind};
+use super::tree::{InodeKind, NodeId, Timestamp, Tree};
+
+/// What applying one entry did, as a sink sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The lowest-numbered entry that existed before and was changed or removed.
+    pub changed: Option<NodeId>,
+    /// Entries this one created, in creation order (implied parents first): node ids.
+    pub new: Range<u32>,
+    /// The regular file this entry created; its data is read next through the data source.
+    pub file: Option<NodeId>,
+}
+
+/// Receives a single-layer build's entries as they are applied.
+pub trait ApplySink {
+    /// Called after each entry is applied. When `ev.file` is set, the sink must take the
+    /// file's data from `data` and return where it now lives; otherwise it returns `None`
+    /// (unread data is skipped).
+    fn applied(
+        &mut self,
+        tree: &Tree,
+        ev: &Applied,
+        data: &mut dyn DataSource,
+    ) -> Result<Option<ContentRef>, LayerError>;
+}
+
+/// Appends file data to one spool segment.
+#[derive(Debug)]
+pub struct ScratchSink {
+    out: BufWriter<File>,
+    segment: u32,
+    offset: u64,
+}
+
+impl ScratchSink {
+    /// A sink appending to `file`, registered in the spool as `segment`.
+    pub fn new(file: File, segment: u32) -> Self {
+        ScratchSink {
+            out: BufWriter::with_capacity(1 << 20, file),
+            segment,
+            offset: 0,
+        }
+    }
+
+    /// Flushes what is buffered (the spool reads the segment through another handle).
+    pub fn finish(self) -> io::Result<File> {
+        self.out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+    }
+}
+
+impl ApplySink for ScratchSink {
+    fn applied(
+        &mut self,
+        _tree: &Tree,
+        ev: &Applied,
+        data: &mut dyn DataSource,
+    ) -> Result<Option<ContentRef>, LayerError> {
+        if ev.file.is_none() {
+            return Ok(None);
+        }
+        let len = data.copy_to(&mut self.out)?;
+        let c = ContentRef {
+            segment: self.segment,
+            offset: self.offset,
+            len,
+        };
+        self.offset += len;
+        Ok(Some(c))
+    }
+}
+
+struct Inline<'a, 't> {
+    applier: Applier<'t>,
+    sink: &'a mut dyn ApplySink,
+    opts: &'a ApplyOptions,
+}
+
+impl Handler for Inline<'_, '_> {
+    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), HandlerError> {
+        let is_file = e.kind == EntryKind::File;
+        // the real place is known once the sink has taken the data
+        let pending = ContentRef {
+            len: e.size,
+            ..ContentRef::EMPTY
+        };
+        let entry = prepare(e, pending, &self.opts.limits).map_err(HandlerError::Entry)?;
+        let before = node_id(self.applier.tree());
+        self.applier.apply(&entry).map_err(HandlerError::Entry)?;
+        let events = self.applier.events();
+        let ev = Applied {
+            changed: events.changed,
+            new: before..node_id(self.applier.tree()),
+            file: events.created.filter(|_| is_file),
+        };
+        let placed = self.sink.applied(self.applier.tree(), &ev, data)?;
+        if let Some(node) = ev.file {
+            let Some(content) = placed else {
+                return Err(HandlerError::Layer(LayerError::Spool(io::Error::other(
+                    "the output sink did not take a file's data",
+                ))));
+            };
+            let tree = self.applier.tree_mut();
+            let ino = tree.node(node).inode;
+            if let InodeKind::File { content: c } = &mut tree.inode_mut(ino).kind {
+                *c = content;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn node_id(tree: &Tree) -> u32 {
+    u32::try_from(tree.node_count()).expect("fewer than 2^32 nodes")
+}
+
+/// Builds the tree of a one-layer image, applying entries as they stream and handing each
+/// to `sink`. The layer's DiffID (and blob digest when asked) is verified before returning.
+pub fn build_single(
+    input: BlobInput,
+    opts: &ApplyOptions,
+    sink: &mut dyn ApplySink,
+) -> Result<(Tree, Report), LayerError> {
+    let digest = input.digest.clone();
+    let shared = Shared {
+        opts,
+        budget: Arc::new(AtomicU64::new(0)),
+        entries: AtomicU64::new(0),
+        cancel: AtomicBool::new(false),
+    };
+    let mtime = Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0));
+    let mut tree = Tree::new(0o755, 0, 0, mtime);
+    let mut inline = Inline {
+        applier: Applier::new(&mut tree, opts, 0),
+        sink,
+        opts,
+    };
+    let meta = parse_stream(input, &shared, &mut inline)?;
+    let stats = inline.applier.stats;
+    let report = Report {
+        layers: vec![LayerReport {
+            digest,
+            diff_id: meta.diff_id,
+            compression: meta.compression,
+            uncompressed_bytes: meta.bytes,
+            stats,
+            warnings: meta.warnings,
+        }],
+    };
+    Ok((tree, report))
+}
