@@ -9,6 +9,9 @@
 //! main thread: receives layers, applies layer i as soon as 0..i are applied
 //! ```
 //!
+//! A one-layer image skips the ordered-apply stage: [`super::stream::build_single`] applies
+//! each entry as it is parsed and hands its data to a sink (a scratch segment here).
+//!
 //! After the tar end marker the stream is drained to its end so trailing bytes are hashed
 //! into the DiffID (T69, ggcr `d807d512`). The lowest failing layer's error is reported.
 

@@ -12,6 +12,11 @@
 //! With one layer nothing below it can change what an entry means, so applying in stream
 //! order gives the same tree as applying after the whole layer was parsed; the DiffID is still
 //! verified at the end, before the caller publishes anything.
+//!
+//! A writer that wants file data placed straight into its output (the flattened tar in
+//! `fs::tar_stream`; an ext4 image's data blocks — the "direct segment" idea) implements
+//! [`ApplySink`]: it receives each entry right after it is applied and decides where the
+//! file's bytes go, returning the [`ContentRef`] the tree keeps (segment = its output file).
 
 use std::fs::File;
 use std::io::{self, BufWriter};
