@@ -8,7 +8,7 @@
 #            and Ubuntu: the separate virtiofsd package)
 #   test:    runtime + mmdebstrap, buildah, skopeo, docker-registry, apache2-utils, curl, cpio,
 #            runc, zstd, pigz, time, fdisk, xz-utils, libvirt-clients, libxml2-utils (xmllint for
-#            virt-xml-validate), lxc, systemd-container, lz4
+#            virt-xml-validate), lxc, systemd-container, lz4, python3 (fixture listings, pty tests)
 # and a Rust toolchain when `cargo` is missing (rustup; needs network access to its servers).
 set -euo pipefail
 mode=${1:-runtime}
@@ -27,7 +27,7 @@ if apt-cache show virtiofsd >/dev/null 2>&1; then
 fi
 if [ "$mode" = test ]; then
   pkgs+=(mmdebstrap buildah skopeo docker-registry apache2-utils cpio runc zstd pigz time fdisk
-         xz-utils gcc binutils libvirt-clients libxml2-utils lxc systemd-container lz4)
+         xz-utils gcc binutils libvirt-clients libxml2-utils lxc systemd-container lz4 python3)
 fi
 
 missing=()

@@ -481,3 +481,104 @@ fn second_run_skips_conversion() {
     assert!(String::from_utf8_lossy(&second.stderr).contains(reuse));
     assert_eq!(mtime(&disks[0]), before, "the cached rootfs was rewritten");
 }
+
+#[test]
+fn tty_merges_streams_and_sets_term() {
+    let bb = img("busybox");
+    let out = expect(
+        run(&[
+            &bb,
+            "-t",
+            "--",
+            "sh",
+            "-c",
+            "tty; echo TERM=$TERM; echo err >&2; exit 5",
+        ]),
+        5,
+        "/dev/pts/0\r\nTERM=xterm\r\nerr\r\n",
+    );
+    if let Some(out) = out {
+        assert_eq!(stderr_of(&out), "", "stderr joins stdout on the terminal");
+    }
+    // -t -i with piped input: the terminal echoes and the shell reads it line by line
+    let out = run_with(
+        &[&bb, "-i", "-t", "--", "sh"],
+        b"echo hi-$((1+2))\nexit 3\n",
+        |_| {},
+    );
+    if let Some(out) = out {
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hi-3\r\n"));
+    }
+}
+
+/// `-it` from a real terminal (a pty made by python3): the size reaches the guest, keys are
+/// raw (^C interrupts the foreground job, not `oci2vm`), and the exit code comes back.
+#[test]
+fn interactive_terminal_raw_keys_and_size() {
+    let Some(env) = env() else { return };
+    if !have("python3", "--version") {
+        skip("python3 missing");
+        return;
+    }
+    let _g = serial();
+    let bin = assert_cmd::cargo::cargo_bin("oci2vm");
+    let script = r##"
+import os, pty, fcntl, termios, struct, time, select, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+out = b""
+def pump(until, t):
+    global out
+    end = time.time() + t
+    while time.time() < end and until not in out:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                d = os.read(fd, 4096)
+            except OSError:
+                return
+            if not d:
+                return
+            out += d
+pump(b"# ", 60)
+os.write(fd, b"stty size; echo hi-$((1+2))\n")
+pump(b"hi-3\r\n", 30)
+os.write(fd, b"sleep 30; echo sl''ept\n")
+time.sleep(1.5)
+os.write(fd, b"\x03")
+os.write(fd, b"echo after-$((2+2))\n")
+pump(b"after-4\r\n", 30)
+os.write(fd, b"exit 3\n")
+pump(b"\0", 30)
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(st))
+"##;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&bin)
+        .arg("--store")
+        .arg(env.dir.join("store"))
+        .args(["run", "--timeout", "90"])
+        .arg(img("busybox"))
+        .args(["-i", "-t", "--", "sh"])
+        .env("XDG_CACHE_HOME", env.dir.join("cache"))
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(text.contains("40 100\r\n"), "size: {text}");
+    assert!(
+        text.contains("hi-3\r\n") && text.contains("after-4\r\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("slept"),
+        "^C did not interrupt sleep: {text}"
+    );
+}

@@ -15,7 +15,8 @@
 //! stopsignal 15
 //! health 5000 2000 0 3 true       INTERVAL_MS TIMEOUT_MS START_MS RETRIES ARGV... (run --health)
 //! init 0|1                        docker run --init semantics
-//! tty 0|1    stdin 0|1
+//! tty 0|1    stdin 0|1          tty: the workload's stdio is a pseudo-terminal (docker run -t)
+//! winsize 24 80                   ROWS COLS of that terminal (the host's, when it has one)
 //! etc 0|1                         1: always write /etc/hosts and /etc/resolv.conf
 //! root /dev/vda ext4 rw           DEVICE FSTYPE ro|rw
 //! ```
@@ -165,6 +166,8 @@ pub struct GuestConfig {
     pub init: bool,
     /// Allocate a terminal.
     pub tty: bool,
+    /// The terminal's size (rows, columns); `None`: the kernel's default (0x0).
+    pub winsize: Option<(u16, u16)>,
     /// Forward the host's stdin.
     pub stdin: bool,
     /// Overwrite /etc/hosts and /etc/resolv.conf even when the image has them.
@@ -194,6 +197,7 @@ impl Default for GuestConfig {
             stop_signal: 15,
             init: false,
             tty: false,
+            winsize: None,
             stdin: false,
             force_etc: false,
             root: RootDevice {
@@ -289,6 +293,9 @@ impl GuestConfig {
         line("stopsignal", &self.stop_signal.to_string());
         line("init", flag(self.init));
         line("tty", flag(self.tty));
+        if let Some((rows, cols)) = self.winsize {
+            line("winsize", &format!("{rows} {cols}"));
+        }
         line("stdin", flag(self.stdin));
         line("etc", flag(self.force_etc));
         let ro = if self.root.readonly { "ro" } else { "rw" };
@@ -388,6 +395,9 @@ impl GuestConfig {
                 }
                 "init" => next.init = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "tty" => next.tty = parse_flag(value).ok_or(err(n, "bad flag"))?,
+                "winsize" => {
+                    next.winsize = Some(parse_winsize(value).ok_or(err(n, "bad winsize"))?)
+                }
                 "stdin" => next.stdin = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "etc" => next.force_etc = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "root" => next.root = parse_root(value).ok_or(err(n, "bad root"))?,
@@ -406,6 +416,13 @@ impl GuestConfig {
             _ => None,
         })
     }
+}
+
+/// `ROWS COLS`, each 1..=65535.
+fn parse_winsize(value: &str) -> Option<(u16, u16)> {
+    let (r, c) = value.split_once(' ')?;
+    let (r, c) = (r.parse::<u16>().ok()?, c.parse::<u16>().ok()?);
+    (r > 0 && c > 0).then_some((r, c))
 }
 
 fn parse_health(value: &str) -> Option<Health> {
@@ -458,6 +475,7 @@ mod tests {
             stop_signal: 2,
             init: true,
             tty: false,
+            winsize: Some((50, 132)),
             stdin: true,
             force_etc: true,
             root: RootDevice {

@@ -131,6 +131,15 @@ impl Overlay {
         self.push("init", flag(on))
     }
 
+    /// Give the workload a pseudo-terminal (docker run -t) of `rows` x `cols` when known.
+    pub fn tty(&mut self, on: bool, winsize: Option<(u16, u16)>) -> &mut Self {
+        self.push("tty", flag(on));
+        if let Some((rows, cols)) = winsize.filter(|_| on) {
+            self.push("winsize", &format!("{rows} {cols}"));
+        }
+        self
+    }
+
     /// Forward stdin.
     pub fn stdin(&mut self, on: bool) -> &mut Self {
         self.push("stdin", flag(on))
@@ -179,6 +188,24 @@ mod tests {
             let doc = format!("{}\n{bad}\n", crate::config::HEADER);
             assert!(GuestConfig::parse(&doc).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tty_and_winsize_apply_and_bad_sizes_are_refused() {
+        let mut c = GuestConfig::default();
+        c.apply(&Overlay::new().tty(true, Some((40, 100))).render())
+            .expect("tty");
+        assert!(c.tty);
+        assert_eq!(c.winsize, Some((40, 100)));
+        // without a host terminal no size is sent
+        let doc = Overlay::new().tty(true, None).render();
+        assert!(!doc.contains("winsize"));
+        let mut d = GuestConfig::default();
+        for bad in ["0 80", "24", "24 x", "70000 80"] {
+            let doc = format!("{HEADER}\nwinsize {bad}\n");
+            assert!(d.apply(&doc).is_err(), "{bad}");
+        }
+        assert_eq!(d.winsize, None);
     }
 
     #[test]

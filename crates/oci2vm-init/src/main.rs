@@ -13,6 +13,7 @@ mod net;
 mod root;
 mod supervise;
 mod sys;
+mod tty;
 mod users;
 mod workload;
 
@@ -152,8 +153,15 @@ fn main() {
         fs::File::open("/dev/null")
             .unwrap_or_else(|e| fail(Step::Spawn, format_args!("/dev/null: {e}")))
     };
+    // -t: one pseudo-terminal for all three (stderr joins stdout, as with docker run -t)
+    let pty = (cfg.tty && !args.console).then(|| {
+        sys::open_pty(cfg.winsize).unwrap_or_else(|e| fail(Step::Spawn, format_args!("pty: {e}")))
+    });
     use std::os::fd::AsRawFd;
-    let env = exec::environment(&cfg.env, &cfg.hostname, &identity.home);
+    let mut env = exec::environment(&cfg.env, &cfg.hostname, &identity.home);
+    if pty.is_some() && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let mut checker = cfg
         .health
         .clone()
@@ -165,20 +173,35 @@ fn main() {
         identity,
         rlimits: workload::rlimit_numbers(&cfg.rlimits),
         init: cfg.init,
-        stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+        stdio: match &pty {
+            Some((_, slave)) => [slave.as_raw_fd(); 3],
+            None => [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+        },
+        tty: pty.is_some(),
     };
     let signals =
         sys::signalfd(&workload::handled_signals()).unwrap_or_else(|e| fail(Step::Spawn, e));
     send(&Event::Exec);
     let pid = workload::spawn(&plan).unwrap_or_else(|e| fail(Step::Spawn, e));
-    drop((stdin, stdout, stderr));
+    let mut relay = pty.map(|(master, slave)| {
+        drop(slave);
+        let input = (cfg.stdin && !args.console).then_some(stdin);
+        tty::Relay::new(fs::File::from(master), stdout, input)
+    });
+    drop(stderr);
 
     // 14. Forward signals, reap, wait for the workload's status and report it.
     if let Some(c) = checker.as_mut() {
         c.set_workload(pid);
     }
-    let status = supervise::supervise(pid, &signals, control.as_ref(), checker.as_mut())
-        .unwrap_or_else(|e| fail(Step::Supervise, e));
+    let status = supervise::supervise(
+        pid,
+        &signals,
+        control.as_ref(),
+        checker.as_mut(),
+        relay.as_mut(),
+    )
+    .unwrap_or_else(|e| fail(Step::Supervise, e));
     send(&Event::Exit(status));
     if args.console {
         console::report(&Event::Exit(status));

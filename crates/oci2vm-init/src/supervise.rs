@@ -2,6 +2,7 @@
 
 use crate::health::Checker;
 use crate::sys;
+use crate::tty::Relay;
 use oci2vm_guest::Control;
 use oci2vm_guest::protocol::docker_status;
 use std::fs::File;
@@ -9,19 +10,25 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Waits for `pid` to finish and returns its status as Docker reports it. Meanwhile it reaps
-/// every other child, forwards the signals it receives, and obeys control messages.
+/// every other child, forwards the signals it receives, obeys control messages and relays
+/// the workload's terminal (`-t`).
 pub fn supervise(
     pid: i32,
     signals: &OwnedFd,
     mut control: Option<&File>,
     mut health: Option<&mut Checker>,
+    mut tty: Option<&mut Relay>,
 ) -> std::io::Result<i32> {
     let mut buf: Vec<u8> = Vec::new();
     loop {
-        let mut fds = vec![signals.as_raw_fd()];
-        if let Some(c) = control {
-            fds.push(c.as_raw_fd());
-        }
+        // fixed slots: signals, control, terminal master, terminal input (-1: not polled)
+        let relay = tty.as_ref().map_or([None, None], |r| r.fds());
+        let fds = [
+            signals.as_raw_fd(),
+            control.map_or(-1, |c| c.as_raw_fd()),
+            relay[0].unwrap_or(-1),
+            relay[1].unwrap_or(-1),
+        ];
         let timeout = health
             .as_ref()
             .map_or(-1, |h| h.wait_ms(std::time::Instant::now()));
@@ -39,6 +46,9 @@ pub fn supervise(
                             continue;
                         }
                         if r.pid == pid {
+                            if let Some(t) = tty.as_mut() {
+                                t.drain(200);
+                            }
                             return Ok(docker_status(r.exited, r.signaled));
                         }
                     }
@@ -49,7 +59,15 @@ pub fn supervise(
                 None => {}
             }
         }
-        if ready.get(1) == Some(&true)
+        if let Some(t) = tty.as_mut() {
+            if ready[2] {
+                t.master_ready();
+            }
+            if ready[3] {
+                t.input_ready();
+            }
+        }
+        if ready[1]
             && let Some(mut c) = control
         {
             let mut chunk = [0u8; 256];

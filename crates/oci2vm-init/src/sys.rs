@@ -351,3 +351,47 @@ pub fn write_all(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A new pseudo-terminal pair from `/dev/ptmx` (devpts is mounted on /dev/pts): the master,
+/// and the slave opened without becoming our controlling terminal. `winsize`: (rows, cols).
+pub fn open_pty(winsize: Option<(u16, u16)>) -> io::Result<(OwnedFd, OwnedFd)> {
+    let ptmx = cstr("/dev/ptmx")?;
+    // SAFETY: `ptmx` is a valid C string; the returned fd is owned by us.
+    let master = unsafe {
+        OwnedFd::from_raw_fd(check(libc::open(
+            ptmx.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        ))?)
+    };
+    let unlock: c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int through the pointer.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int through the pointer.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
+    let path = cstr(&format!("/dev/pts/{n}"))?;
+    // SAFETY: `path` is a valid C string; the returned fd is owned by us.
+    let slave = unsafe {
+        OwnedFd::from_raw_fd(check(libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        ))?)
+    };
+    if let Some((rows, cols)) = winsize {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer.
+        check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })?;
+    }
+    Ok((master, slave))
+}
+
+/// Makes the terminal on `fd` the controlling terminal of this (new) session.
+pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument (0: do not steal), no pointers.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(drop)
+}

@@ -51,6 +51,8 @@ pub struct Plan {
     pub init: bool,
     /// fds for 0, 1, 2.
     pub stdio: [RawFd; 3],
+    /// The stdio fds are one terminal: make it the session's controlling terminal (`-t`).
+    pub tty: bool,
 }
 
 /// Maps config rlimit names to numbers.
@@ -103,6 +105,11 @@ fn namespace_init(plan: &Plan) -> ! {
         }
     }
     let _ = sys::setsid();
+    if plan.tty
+        && let Err(e) = sys::set_controlling_tty(0)
+    {
+        die(126, format_args!("controlling terminal: {e}"));
+    }
     if !plan.init {
         run(plan)
     }

@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// Keep stdin open and forward it.
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Give the workload a terminal (stdout and stderr merged, as docker run -t); with -i and a
+    /// terminal on stdin, keystrokes go to it raw (^C reaches the workload as a key).
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Run a minimal init as PID 1 that forwards signals and reaps zombies.
     #[arg(long)]
     pub init: bool,
@@ -328,6 +332,9 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     if a.interactive {
         o.stdin(true);
     }
+    if a.tty {
+        o.tty(true, vmm::terminal::size());
+    }
     let assets = oci2vm::guest::prepare(
         a.kernel.as_deref(),
         a.modules.as_deref(),
@@ -362,6 +369,15 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
         "q35" => Machine::Q35,
         m => bail!("--machine {m}: expected microvm or q35"),
     };
-    let out = vmm::run(&spec).map_err(oci2vm::Error::from)?;
+    // -it on a terminal: raw until the run ends (the guard restores it on every path)
+    let raw = if a.tty && a.interactive {
+        vmm::terminal::RawMode::enter()
+            .map_err(|e| anyhow::anyhow!("putting the terminal in raw mode: {e}"))?
+    } else {
+        None
+    };
+    let out = vmm::run(&spec).map_err(oci2vm::Error::from);
+    drop(raw);
+    let out = out?;
     Ok(out.status)
 }

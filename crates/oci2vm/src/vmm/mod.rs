@@ -9,6 +9,7 @@ mod channels;
 pub mod qemu;
 mod run;
 mod sys;
+pub mod terminal;
 
 pub use run::{RunIo, run, run_with};
 pub use sys::kvm_usable;
