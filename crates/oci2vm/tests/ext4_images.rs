@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use common::{Fx, compare_with_ext4_view, fsck, tarload, tool};
 use oci2vm::fs::ext4::{Ext4Options, write_ext4};
-use sha2::{Digest, Sha256};
 
 fn fixtures() -> Option<PathBuf> {
     let dir = PathBuf::from(
@@ -26,21 +25,6 @@ fn fixtures() -> Option<PathBuf> {
         tar.display()
     );
     None
-}
-
-fn sha_file(p: &Path) -> String {
-    use std::io::Read;
-    let mut f = std::fs::File::open(p).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    hex::encode(h.finalize())
 }
 
 fn scratch() -> tempfile::TempDir {
@@ -70,10 +54,14 @@ fn debian_minbase_rootfs() {
     eprintln!("{report:?}");
     fsck(&img);
     compare_with_ext4_view(&img, &fx);
-    let first = sha_file(&img);
+    let first = common::sha256_file(&img);
     std::fs::remove_file(&img).unwrap();
     write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
-    assert_eq!(sha_file(&img), first, "same tree and options => same bytes");
+    assert_eq!(
+        common::sha256_file(&img),
+        first,
+        "same tree and options => same bytes"
+    );
     std::fs::remove_file(&img).unwrap();
     let opts = Ext4Options {
         journal: true,
@@ -130,7 +118,7 @@ fn golden_small_tree() {
         fsck(&img);
     }
     assert_eq!(
-        sha_file(&img),
+        common::sha256_file(&img),
         "d350049b6c3f0d9b6caf0c05eff643776ba79bdc1ba859a2b06648eefd5f9c6a"
     );
 }

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
 
 use common::*;
@@ -146,20 +145,6 @@ fn a_bad_diff_id_leaves_nothing_behind() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-fn sha(path: &Path) -> Digest {
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut h = oci2vm::digest::Algorithm::Sha256.hasher();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    h.finish()
-}
-
 #[test]
 fn real_one_layer_images_stream_the_same_bytes() {
     let Some(fx) = fixtures() else { return };
@@ -180,6 +165,6 @@ fn real_one_layer_images_stream_the_same_bytes() {
         let b = build_with(layout_layers(&layout, "latest"), &ApplyOptions::default()).unwrap();
         let reference = dir.path().join("reference.tar");
         fs::tar::write_to(&b.tree, &b.spool, &reference).unwrap();
-        assert_eq!(sha(&out), sha(&reference), "{name}");
+        assert_eq!(sha256_file(&out), sha256_file(&reference), "{name}");
     }
 }

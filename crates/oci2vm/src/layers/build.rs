@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -91,6 +91,23 @@ pub(super) struct Shared<'a> {
     pub(super) cancel: AtomicBool,
 }
 
+impl<'a> Shared<'a> {
+    pub(super) fn new(opts: &'a ApplyOptions) -> Self {
+        Shared {
+            opts,
+            budget: Arc::new(AtomicU64::new(0)),
+            entries: AtomicU64::new(0),
+            cancel: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The tree before any layer: a root directory (0755 root:root, `SOURCE_DATE_EPOCH` or 0).
+pub(super) fn empty_tree(opts: &ApplyOptions) -> Tree {
+    let mtime = Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0));
+    Tree::new(0o755, 0, 0, mtime)
+}
+
 const CHUNK: usize = 1 << 20;
 /// Compressed chunks the read stage may run ahead of the decoder.
 const RAW_DEPTH: usize = 4;
@@ -118,14 +135,8 @@ pub fn build_tree(
     let digests: Vec<Digest> = layers.iter().map(|l| l.digest.clone()).collect();
     let queue: Mutex<Vec<Option<BlobInput>>> = Mutex::new(layers.into_iter().map(Some).collect());
     let next = AtomicUsize::new(0);
-    let shared = Shared {
-        opts,
-        budget: Arc::new(AtomicU64::new(0)),
-        entries: AtomicU64::new(0),
-        cancel: AtomicBool::new(false),
-    };
-    let mtime = Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0));
-    let mut tree = Tree::new(0o755, 0, 0, mtime);
+    let shared = Shared::new(opts);
+    let mut tree = empty_tree(opts);
     let mut spool = Spool::new();
     let mut report = Report::default();
     let workers = std::thread::available_parallelism()
@@ -248,17 +259,12 @@ fn parse_layer(
     let segment = tempfile::tempfile_in(spool_dir).map_err(LayerError::Spool)?;
     let seg_index = u32::try_from(i + 1).expect("fewer than 2^32 layers");
     let mut collect = Collect {
-        out: BufWriter::with_capacity(CHUNK, segment),
-        offset: 0,
-        segment: seg_index,
+        spool: ScratchSink::new(segment, seg_index),
         entries: Vec::new(),
         limits: &sh.opts.limits,
     };
     let meta = parse_stream(input, sh, &mut collect)?;
-    let segment = collect
-        .out
-        .into_inner()
-        .map_err(|e| LayerError::Spool(e.into_error()))?;
+    let segment = collect.spool.finish().map_err(LayerError::Spool)?;
     Ok(Parsed {
         entries: collect.entries,
         segment,
@@ -318,9 +324,7 @@ pub(super) trait Handler {
 
 /// Spools file data to the layer's segment and keeps the validated entries for later.
 struct Collect<'a> {
-    out: BufWriter<File>,
-    offset: u64,
-    segment: u32,
+    spool: ScratchSink,
     entries: Vec<LayerEntry>,
     limits: &'a super::Limits,
 }
@@ -328,14 +332,7 @@ struct Collect<'a> {
 impl Handler for Collect<'_> {
     fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), HandlerError> {
         let content = if e.kind == EntryKind::File {
-            let len = data.copy_to(&mut self.out)?;
-            let c = ContentRef {
-                segment: self.segment,
-                offset: self.offset,
-                len,
-            };
-            self.offset += len;
-            c
+            self.spool.append(data)?
         } else {
             ContentRef::EMPTY
         };

@@ -21,18 +21,17 @@
 use std::fs::File;
 use std::io::{self, BufWriter};
 use std::ops::Range;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::apply::{Applier, ApplyOptions};
 use super::build::{
-    BlobInput, DataSource, Handler, HandlerError, LayerReport, Report, Shared, parse_stream,
+    BlobInput, DataSource, Handler, HandlerError, LayerReport, Report, Shared, empty_tree,
+    parse_stream,
 };
 use super::entry::prepare;
 use super::error::LayerError;
 use super::spool::ContentRef;
 use super::tar::{Entry, EntryKind};
-use super::tree::{InodeKind, NodeId, Timestamp, Tree};
+use super::tree::{InodeKind, NodeId, Tree};
 
 /// What applying one entry did, as a sink sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +81,18 @@ impl ScratchSink {
             .into_inner()
             .map_err(io::IntoInnerError::into_error)
     }
+
+    /// Appends one file's data and returns where it landed.
+    pub fn append(&mut self, data: &mut dyn DataSource) -> Result<ContentRef, LayerError> {
+        let len = data.copy_to(&mut self.out)?;
+        let c = ContentRef {
+            segment: self.segment,
+            offset: self.offset,
+            len,
+        };
+        self.offset += len;
+        Ok(c)
+    }
 }
 
 impl ApplySink for ScratchSink {
@@ -94,14 +105,7 @@ impl ApplySink for ScratchSink {
         if ev.file.is_none() {
             return Ok(None);
         }
-        let len = data.copy_to(&mut self.out)?;
-        let c = ContentRef {
-            segment: self.segment,
-            offset: self.offset,
-            len,
-        };
-        self.offset += len;
-        Ok(Some(c))
+        self.append(data).map(Some)
     }
 }
 
@@ -157,14 +161,8 @@ pub fn build_single(
     sink: &mut dyn ApplySink,
 ) -> Result<(Tree, Report), LayerError> {
     let digest = input.digest.clone();
-    let shared = Shared {
-        opts,
-        budget: Arc::new(AtomicU64::new(0)),
-        entries: AtomicU64::new(0),
-        cancel: AtomicBool::new(false),
-    };
-    let mtime = Timestamp::from_secs(opts.source_date_epoch.unwrap_or(0));
-    let mut tree = Tree::new(0o755, 0, 0, mtime);
+    let shared = Shared::new(opts);
+    let mut tree = empty_tree(opts);
     let mut inline = Inline {
         applier: Applier::new(&mut tree, opts, 0),
         sink,

@@ -86,3 +86,20 @@ pub fn skopeo_json(args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// SHA-256 of a file's bytes, hex (streamed: images and tars can be large).
+pub fn sha256_file(path: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
