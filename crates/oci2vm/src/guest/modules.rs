@@ -107,10 +107,12 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, GuestError> {
             .read_to_end(&mut out)
             .map_err(io)?;
     } else if name.ends_with(".ko.xz") {
-        lzma_rs::xz_decompress(&mut &raw[..], &mut out).map_err(|e| GuestError::Module {
-            path: path.to_path_buf(),
-            reason: format!("xz: {e}"),
-        })?;
+        xz2::read::XzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| GuestError::Module {
+                path: path.to_path_buf(),
+                reason: format!("xz: {e}"),
+            })?;
     } else {
         out = raw;
     }
@@ -296,9 +298,9 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &elf).expect("gz");
         fs::write(dir.path().join("b.ko.gz"), gz.finish().expect("gz")).expect("w");
-        let mut xz = Vec::new();
-        lzma_rs::xz_compress(&mut &elf[..], &mut xz).expect("xz");
-        fs::write(dir.path().join("c.ko.xz"), xz).expect("w");
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        std::io::Write::write_all(&mut xz, &elf).expect("xz");
+        fs::write(dir.path().join("c.ko.xz"), xz.finish().expect("xz")).expect("w");
         for f in ["a.ko.zst", "b.ko.gz", "c.ko.xz"] {
             assert_eq!(read_module(&dir.path().join(f)).expect(f), elf, "{f}");
         }
