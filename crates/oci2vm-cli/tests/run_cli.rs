@@ -512,8 +512,9 @@ fn tty_merges_streams_and_sets_term() {
     }
 }
 
-/// `-it` from a real terminal (a pty made by python3): the size reaches the guest, keys are
-/// raw (^C interrupts the foreground job, not `oci2vm`), and the exit code comes back.
+/// `-it` from a real terminal (a pty made by python3): the size reaches the guest and follows
+/// a resize, keys are raw (^C interrupts the foreground job, not `oci2vm`), and the exit code
+/// comes back.
 #[test]
 fn interactive_terminal_raw_keys_and_size() {
     let Some(env) = env() else { return };
@@ -546,6 +547,10 @@ def pump(until, t):
 pump(b"# ", 60)
 os.write(fd, b"stty size; echo hi-$((1+2))\n")
 pump(b"hi-3\r\n", 30)
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+time.sleep(0.5)
+os.write(fd, b"stty size\n")
+pump(b"50 132\r\n", 30)
 os.write(fd, b"sleep 30; echo sl''ept\n")
 time.sleep(1.5)
 os.write(fd, b"\x03")
@@ -573,6 +578,7 @@ sys.exit(os.waitstatus_to_exitcode(st))
     eprintln!("{text}");
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert!(text.contains("40 100\r\n"), "size: {text}");
+    assert!(text.contains("50 132\r\n"), "resize: {text}");
     assert!(
         text.contains("hi-3\r\n") && text.contains("after-4\r\n"),
         "{text}"

@@ -4,7 +4,7 @@
 //! guest -> host                         host -> guest
 //! OCI2VM_READY                          SIGNAL <n>     forward signal n to the workload
 //! OCI2VM_EXEC                           POWEROFF       stop now (after a grace period)
-//! OCI2VM_EXIT=<status>
+//! OCI2VM_EXIT=<status>                  WINSIZE <r> <c> resize the workload's terminal (-t)
 //! OCI2VM_ERROR step=<name> code=<n> <escaped message>
 //! ```
 //!
@@ -201,6 +201,8 @@ pub enum Control {
     Signal(i32),
     /// Power off now.
     Poweroff,
+    /// The host terminal was resized: new rows and columns for the workload's terminal (`-t`).
+    Winsize(u16, u16),
 }
 
 impl Control {
@@ -209,6 +211,7 @@ impl Control {
         match self {
             Control::Signal(n) => format!("SIGNAL {n}"),
             Control::Poweroff => "POWEROFF".into(),
+            Control::Winsize(rows, cols) => format!("WINSIZE {rows} {cols}"),
         }
     }
 
@@ -217,6 +220,11 @@ impl Control {
         let line = line.trim_end_matches(['\r', '\n']);
         if line == "POWEROFF" {
             return Some(Control::Poweroff);
+        }
+        if let Some(size) = line.strip_prefix("WINSIZE ") {
+            let (r, c) = size.split_once(' ')?;
+            let (r, c) = (r.parse::<u16>().ok()?, c.parse::<u16>().ok()?);
+            return (r > 0 && c > 0).then_some(Control::Winsize(r, c));
         }
         let n: i32 = line.strip_prefix("SIGNAL ")?.parse().ok()?;
         (1..=64).contains(&n).then_some(Control::Signal(n))
@@ -283,10 +291,17 @@ mod tests {
 
     #[test]
     fn controls_roundtrip() {
-        for c in [Control::Signal(15), Control::Signal(2), Control::Poweroff] {
+        for c in [
+            Control::Signal(15),
+            Control::Signal(2),
+            Control::Poweroff,
+            Control::Winsize(50, 132),
+        ] {
             assert_eq!(Control::parse(&c.render()), Some(c));
         }
         assert_eq!(Control::parse("SIGNAL 0"), None);
+        assert_eq!(Control::parse("WINSIZE 0 80"), None);
+        assert_eq!(Control::parse("WINSIZE 24"), None);
         assert_eq!(Control::parse("SIGNAL 65"), None);
     }
 

@@ -84,6 +84,11 @@ pub fn supervise(
                     Some(Control::Poweroff) => {
                         let _ = sys::kill(pid, libc::SIGKILL);
                     }
+                    Some(Control::Winsize(rows, cols)) => {
+                        if let Some(t) = tty.as_mut() {
+                            t.resize(rows, cols);
+                        }
+                    }
                     None => {}
                 }
             }

@@ -378,16 +378,21 @@ pub fn open_pty(winsize: Option<(u16, u16)>) -> io::Result<(OwnedFd, OwnedFd)> {
         ))?)
     };
     if let Some((rows, cols)) = winsize {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer.
-        check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) })?;
+        set_winsize(master.as_raw_fd(), rows, cols)?;
     }
     Ok((master, slave))
+}
+
+/// Sets a terminal's size (TIOCSWINSZ; the kernel signals SIGWINCH to its foreground job).
+pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(drop)
 }
 
 /// Makes the terminal on `fd` the controlling terminal of this (new) session.

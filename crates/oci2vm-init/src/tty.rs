@@ -83,6 +83,13 @@ impl Relay {
         }
     }
 
+    /// The host's terminal changed size: the kernel tells the foreground job (SIGWINCH).
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        if let Some(m) = self.master.as_ref() {
+            let _ = sys::set_winsize(m.as_raw_fd(), rows, cols);
+        }
+    }
+
     /// After the workload exited: copy what the terminal still holds, waiting at most
     /// `ms` between chunks (a leftover process may keep the terminal open).
     pub fn drain(&mut self, ms: i32) {

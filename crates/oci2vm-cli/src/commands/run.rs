@@ -354,6 +354,7 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     spec.volumes = volumes;
     spec.virtiofsd = vmm::find_virtiofsd();
     spec.stdin = a.interactive;
+    spec.tty = a.tty;
     spec.timeout = a.timeout.map(Duration::from_secs);
     spec.catch_signals = true;
     spec.state_dir = Some(cache_dir());

@@ -96,6 +96,8 @@ pub struct VmSpec {
     pub volumes: Vec<Volume>,
     /// Forward our stdin.
     pub stdin: bool,
+    /// The workload has a terminal (`-t`): forward our terminal's size changes to it.
+    pub tty: bool,
     /// Signal sent on Ctrl-C / SIGTERM (the image's StopSignal).
     pub stop_signal: i32,
     /// Grace period after the stop signal before powering off.
@@ -137,6 +139,7 @@ impl VmSpec {
             network: None,
             volumes: Vec::new(),
             stdin: false,
+            tty: false,
             stop_signal: 15,
             stop_timeout: Duration::from_secs(10),
             timeout: None,

@@ -321,6 +321,9 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
     if spec.catch_signals {
         sys::catch_stop_signals();
     }
+    if spec.tty {
+        sys::catch_resize();
+    }
     let started = Instant::now();
     let mut qemu_cmd = Command::new(&spec.qemu);
     sys::die_with_parent(&mut qemu_cmd);
@@ -349,6 +352,12 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
         let new = channels.poll_events();
         report_health(spec, &new);
         events.extend(new);
+        if spec.tty
+            && sys::take_resize()
+            && let Some((rows, cols)) = super::terminal::size()
+        {
+            channels.send(Control::Winsize(rows, cols));
+        }
         if let Some(_sig) = sys::take_signal() {
             if stop_sent.is_none() {
                 channels.send(Control::Signal(spec.stop_signal));

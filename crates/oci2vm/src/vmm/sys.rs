@@ -48,6 +48,30 @@ pub fn catch_stop_signals() {
     }
 }
 
+static RESIZED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_winch(_sig: libc::c_int) {
+    RESIZED.store(1, Ordering::SeqCst);
+}
+
+/// Notes SIGWINCH (our terminal was resized) in a flag read by [`take_resize`].
+pub fn catch_resize() {
+    // SAFETY: sigaction is plain data; the handler only stores to an atomic, which is
+    // async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_winch as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigaction(libc::SIGWINCH, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Whether the terminal was resized since the previous call.
+pub fn take_resize() -> bool {
+    RESIZED.swap(0, Ordering::SeqCst) != 0
+}
+
 /// The last stop signal received since the previous call, if any.
 pub fn take_signal() -> Option<i32> {
     match PENDING.swap(0, Ordering::SeqCst) {
