@@ -10,12 +10,12 @@
 #   (c) oci2vm run SOURCE (resolve the image, find the cached rootfs, QEMU with the rootfs
 #       copy-on-write; init, modules, ports, root, pid namespace, workload `true`, report, off)
 # Times are wall-clock seconds from process launch to exit, median of RUNS (default 5).
-# Env: KERNEL (default /boot/vmlinuz-6.1.0-56-cloud-amd64), OCI2VM (default target/debug/oci2vm).
+# Env: KERNEL (default the newest /boot/vmlinuz-*-cloud-amd64), OCI2VM (default target/debug/oci2vm).
 set -euo pipefail
 FIX=${OCI2VM_FIXTURES:-/var/tmp/oci2vm-fixtures}
 SRC=${1:-oci:$FIX/oci/busybox:latest}; RUNS=${2:-5}
 cd "$(dirname "$0")/.."
-KERNEL=${KERNEL:-/boot/vmlinuz-6.1.0-56-cloud-amd64}
+KERNEL=${KERNEL:-$(ls /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1)}
 OCI2VM=${OCI2VM:-target/debug/oci2vm}
 BB=$(command -v busybox); file -L "$BB" | grep -q 'statically linked' || { echo "need busybox-static" >&2; exit 1; }
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT

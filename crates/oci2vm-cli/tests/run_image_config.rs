@@ -38,7 +38,7 @@ fn ready() -> Option<PathBuf> {
         ),
         (fx.join("oci/edge").exists(), "edge fixture"),
         (
-            Path::new("/boot/vmlinuz-6.1.0-56-cloud-amd64").exists(),
+            oci2vm::guest::kernel::test_kernel().is_some_and(|k| k.exists()),
             "Debian cloud kernel",
         ),
         (qemu, "qemu-system-x86_64"),

@@ -15,7 +15,6 @@ use oci2vm::Digest;
 use oci2vm::assets::{self, AssetFiles, AssetsPlan, PortForward, Protocol, RuntimeConfig};
 use oci2vm::fs::cpio::CpioWriter;
 
-const KVER: &str = "6.1.0-56-cloud-amd64";
 const MARKER: &str = "OCI2VM-ASSETS-MARKER";
 const MODULES: &[&str] = &[
     "kernel/drivers/virtio/virtio_ring.ko",
@@ -28,15 +27,23 @@ const MODULES: &[&str] = &[
 ];
 
 fn kernel() -> PathBuf {
-    std::env::var_os("OCI2VM_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/boot/vmlinuz-{KVER}")))
+    oci2vm::guest::kernel::test_kernel().unwrap_or_else(|| "/boot/vmlinuz-missing".into())
+}
+
+/// The kernel's version, from its file name (`vmlinuz-VERSION`).
+fn kver() -> String {
+    kernel()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .unwrap_or("missing")
+        .to_string()
 }
 
 fn moddir() -> PathBuf {
     std::env::var_os("OCI2VM_MODDIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/lib/modules/{KVER}")))
+        .unwrap_or_else(|| PathBuf::from(format!("/lib/modules/{}", kver())))
 }
 
 /// True when everything is there; otherwise prints why (and panics under CI=true).

@@ -88,6 +88,33 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
     out
 }
 
+/// The newest (by version order) `vmlinuz-VERSION` in `boot` whose VERSION ends with
+/// `flavour` (e.g. `-cloud-amd64`; `""` for any).
+pub fn newest(boot: &Path, flavour: &str) -> Option<PathBuf> {
+    let mut found: Vec<(String, PathBuf)> = fs::read_dir(boot)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let v = name.strip_prefix("vmlinuz-")?.to_string();
+            (v.ends_with(flavour) && e.path().is_file()).then(|| (v, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|(v, _)| version_key(v));
+    found.pop().map(|(_, p)| p)
+}
+
+/// The kernel the boot tests use: `$OCI2VM_KERNEL`, else the newest Debian cloud kernel
+/// (`linux-image-cloud-amd64`) or Ubuntu kvm kernel (`linux-image-kvm`) in /boot, which
+/// `scripts/deps.sh` installs.
+pub fn test_kernel() -> Option<PathBuf> {
+    if let Some(k) = std::env::var_os("OCI2VM_KERNEL") {
+        return Some(PathBuf::from(k));
+    }
+    let boot = Path::new("/boot");
+    newest(boot, "-cloud-amd64").or_else(|| newest(boot, "-kvm"))
+}
+
 /// Picks the kernel: the explicit one, else the running kernel's, else the newest in `boot`.
 pub fn discover(
     explicit: Option<&Path>,
@@ -103,25 +130,13 @@ pub fn discover(
             if !running.trim().is_empty() && own.is_file() {
                 own
             } else {
-                let mut found: Vec<(String, PathBuf)> = fs::read_dir(boot)
-                    .map_err(|e| GuestError::Io {
-                        path: boot.to_path_buf(),
-                        source: e,
-                    })?
-                    .flatten()
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        let v = name.strip_prefix("vmlinuz-")?.to_string();
-                        Some((v, e.path()))
-                    })
-                    .collect();
-                found.sort_by_key(|(v, _)| version_key(v));
-                found
-                    .pop()
-                    .map(|(_, p)| p)
-                    .ok_or_else(|| GuestError::NoKernel {
-                        path: boot.to_path_buf(),
-                    })?
+                fs::read_dir(boot).map_err(|e| GuestError::Io {
+                    path: boot.to_path_buf(),
+                    source: e,
+                })?;
+                newest(boot, "").ok_or_else(|| GuestError::NoKernel {
+                    path: boot.to_path_buf(),
+                })?
             }
         }
     };
@@ -196,13 +211,48 @@ mod tests {
 
     #[test]
     fn debian_cloud_kernel_when_present() {
-        let p = Path::new("/boot/vmlinuz-6.1.0-56-cloud-amd64");
-        if !p.exists() {
-            eprintln!("skipped: {} not installed", p.display());
+        let Some(p) = newest(Path::new("/boot"), "-cloud-amd64") else {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "no /boot/vmlinuz-*-cloud-amd64 under CI"
+            );
+            eprintln!("skipped: no Debian cloud kernel installed");
             return;
-        }
-        let k = discover(Some(p), None, Path::new("/boot"), Path::new("/lib/modules")).expect("k");
-        assert_eq!(k.version, "6.1.0-56-cloud-amd64");
+        };
+        let k = discover(
+            Some(&p),
+            None,
+            Path::new("/boot"),
+            Path::new("/lib/modules"),
+        )
+        .expect("k");
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        assert_eq!(Some(k.version.as_str()), name.strip_prefix("vmlinuz-"));
+        assert!(k.version.ends_with("-cloud-amd64"));
         assert!(k.modules.is_some());
+    }
+
+    #[test]
+    fn newest_by_version_and_flavour() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for v in [
+            "6.1.0-9-cloud-amd64",
+            "6.1.0-10-cloud-amd64",
+            "6.1.0-11-amd64",
+        ] {
+            fs::write(dir.path().join(format!("vmlinuz-{v}")), b"x").expect("write");
+        }
+        fs::write(dir.path().join("config-6.1.0-12-cloud-amd64"), b"x").expect("write");
+        let name = |p: Option<PathBuf>| p.and_then(|p| Some(p.file_name()?.to_str()?.to_string()));
+        assert_eq!(
+            name(newest(dir.path(), "-cloud-amd64")).as_deref(),
+            Some("vmlinuz-6.1.0-10-cloud-amd64")
+        );
+        assert_eq!(
+            name(newest(dir.path(), "")).as_deref(),
+            Some("vmlinuz-6.1.0-11-amd64")
+        );
+        assert_eq!(newest(dir.path(), "-kvm"), None);
     }
 }

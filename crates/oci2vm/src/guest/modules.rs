@@ -241,7 +241,18 @@ mod tests {
 
     #[test]
     fn debian_cloud_kernel_order() {
-        let dir = Path::new("/lib/modules/6.1.0-56-cloud-amd64");
+        let version = crate::guest::kernel::newest(Path::new("/boot"), "-cloud-amd64")
+            .and_then(|k| {
+                Some(
+                    k.file_name()?
+                        .to_str()?
+                        .strip_prefix("vmlinuz-")?
+                        .to_string(),
+                )
+            })
+            .unwrap_or_else(|| "<none>-cloud-amd64".into());
+        let dir = Path::new("/lib/modules").join(version);
+        let dir = dir.as_path();
         if !dir.is_dir() {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{} missing under CI", dir.display());

@@ -12,7 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-pub const KERNEL: &str = "/boot/vmlinuz-6.1.0-56-cloud-amd64";
+/// The guest kernel of the boot tests (see `oci2vm::guest::kernel::test_kernel`).
+pub fn kernel() -> PathBuf {
+    oci2vm::guest::kernel::test_kernel().unwrap_or_else(|| "/boot/vmlinuz-missing".into())
+}
 
 /// Skips (prints why) or, under CI=true, fails.
 pub fn skip(reason: &str) -> bool {
@@ -64,8 +67,8 @@ pub fn env() -> Option<&'static Env> {
                 return None;
             }
         }
-        if !Path::new(KERNEL).exists() {
-            skip(&format!("{KERNEL} missing"));
+        if !kernel().exists() {
+            skip(&format!("{} missing", kernel().display()));
             return None;
         }
         let image = fixtures().join("oci/busybox");
@@ -86,13 +89,8 @@ pub fn env() -> Option<&'static Env> {
         let _ = std::fs::remove_dir_all(scratch.join("rootfs"));
         std::fs::create_dir_all(&scratch).expect("scratch");
         let init = workspace().join("target/x86_64-unknown-linux-gnu/release/oci2vm-init");
-        let assets = guest::prepare(
-            Some(Path::new(KERNEL)),
-            None,
-            Some(&init),
-            &scratch.join("cache"),
-        )
-        .expect("prepare");
+        let assets = guest::prepare(Some(&kernel()), None, Some(&init), &scratch.join("cache"))
+            .expect("prepare");
         let rootfs = scratch.join("rootfs");
         let out = Command::new("umoci")
             .args([
