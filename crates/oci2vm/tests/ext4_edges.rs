@@ -28,12 +28,11 @@ fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-#[test]
-fn small_files_links_devices_xattrs_and_times() {
-    if !tool("e2fsck") {
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+/// Empty, tiny and block-boundary files, sparse and fragmented files, fast and slow symlinks,
+/// 2,000 hard links, devices, a fifo and a socket, set-id bits, 32-bit ids, every xattr kind
+/// (ACLs included). With `only_4k`, a 4000-byte symlink and a 3000-byte xattr that only 4 KiB
+/// blocks can hold.
+fn edge_tree(only_4k: bool) -> Fx {
     let mut fx = Fx::new();
     fx.file("empty", b"");
     fx.file("one", b"x");
@@ -55,7 +54,11 @@ fn small_files_links_devices_xattrs_and_times() {
     }
     fx.file("sparse/fragmented", &frag);
     fx.symlink("links/fast", b"../one");
-    fx.symlink("links/slow", &b"a/".repeat(2000));
+    if only_4k {
+        fx.symlink("links/slow", &b"a/".repeat(2000));
+    } else {
+        fx.symlink("links/slow", &b"a/".repeat(400));
+    }
     fx.symlink("links/fiftynine", &[b'b'; 59]);
     fx.symlink("links/sixty", &[b'c'; 60]);
     let target = fx.file("hard/target", b"shared content");
@@ -160,8 +163,19 @@ fn small_files_links_devices_xattrs_and_times() {
         0,
         T0,
     );
-    big.xattrs.insert(b"user.large".to_vec(), vec![b'L'; 3000]);
+    let large = if only_4k { 3000 } else { 900 };
+    big.xattrs.insert(b"user.large".to_vec(), vec![b'L'; large]);
     fx.add("bigxattr", big);
+    fx
+}
+
+#[test]
+fn small_files_links_devices_xattrs_and_times() {
+    if !tool("e2fsck") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = edge_tree(true);
 
     let opts = Ext4Options {
         seed: [1; 16],
@@ -171,6 +185,11 @@ fn small_files_links_devices_xattrs_and_times() {
     let img = write(&fx, tmp.path(), &opts);
     fsck(&img);
     compare_with_ext4_view(&img, &fx);
+    let report = write_ext4(&fx.tree, &fx.spool, &tmp.path().join("again.ext4"), &opts).unwrap();
+    assert_eq!(
+        report.block_size, 4096,
+        "a 4000-byte symlink needs 4 KiB blocks: the automatic size takes them"
+    );
 
     assert!(common::dumpe2fs_features(&img).contains("metadata_csum"));
     let plain = tmp.path().join("plain.ext4");
@@ -222,6 +241,76 @@ fn small_files_links_devices_xattrs_and_times() {
         st.contains("Blockcount: 168"),
         "20 data blocks + 1 leaf:\n{st}"
     );
+}
+
+/// The same tree (less what only 4 KiB blocks can hold) with every block size.
+#[test]
+fn every_block_size() {
+    if !tool("e2fsck") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = edge_tree(false);
+    for bs in [1024u32, 2048, 4096] {
+        for journal in [false, true] {
+            let opts = Ext4Options {
+                block_size: Some(bs),
+                journal,
+                seed: [2; 16],
+                ..Ext4Options::default()
+            };
+            let img = tmp.path().join(format!("bs{bs}-{journal}.ext4"));
+            let report = write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
+            assert_eq!(report.block_size, bs);
+            fsck(&img);
+            compare_with_ext4_view(&img, &fx);
+            let sb = debugfs(&img, "stats");
+            assert!(
+                sb.contains(&format!("Block size:               {bs}")),
+                "{sb}"
+            );
+            let sectors = u64::from(bs) / 512;
+            let st = debugfs(&img, "stat /sparse/holes");
+            assert!(
+                st.contains(&format!("Blockcount: {}", 3 * sectors)),
+                "3 data blocks only ({bs}):\n{st}"
+            );
+            let st = debugfs(&img, "stat /hard/target");
+            assert!(st.contains("Links: 2001"), "{st}");
+            let ea = debugfs(&img, "ea_list /bigxattr");
+            assert!(ea.contains("user.large") && ea.contains("(900)"), "{ea}");
+        }
+    }
+    // a block size that cannot hold the tree is an error naming the path, not a bad image
+    let long = edge_tree(true);
+    let err = write_ext4(
+        &long.tree,
+        &long.spool,
+        &tmp.path().join("small.ext4"),
+        &Ext4Options {
+            block_size: Some(1024),
+            ..Ext4Options::default()
+        },
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("block size 1024")
+            && (msg.contains("/bigxattr") || msg.contains("/links/slow")),
+        "{msg}"
+    );
+    assert!(!tmp.path().join("small.ext4").exists());
+    let err = write_ext4(
+        &fx.tree,
+        &fx.spool,
+        &tmp.path().join("odd.ext4"),
+        &Ext4Options {
+            block_size: Some(512),
+            ..Ext4Options::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("block_size"), "{err}");
 }
 
 /// ext4-view 1.0 rejects seconds outside i32 (it reads `i_mtime` as unsigned), so times before

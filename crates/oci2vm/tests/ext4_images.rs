@@ -106,21 +106,36 @@ fn golden_small_tree() {
     fx.file("bin/sh", &pattern(10_000, 1));
     fx.symlink("lib", b"usr/lib");
     fx.dir("usr/lib");
-    let img = tmp.path().join("golden.ext4");
-    let opts = Ext4Options {
-        size: Some(8 << 20),
-        seed: [5; 16],
-        timestamp: Some(1_700_000_000),
-        ..Ext4Options::default()
-    };
-    write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
-    if tool("e2fsck") {
-        fsck(&img);
+    // 8 MiB: 1 KiB blocks when the size is ours to choose; and the same tree in 4 KiB blocks
+    for (block_size, want) in [
+        (
+            None,
+            "505adcf23c597b9c55c8f3bb0e2d222d8b04f912dca28d8141e958fa04a622ca",
+        ),
+        (
+            Some(4096),
+            "f2470c671e3105b906974f804b337857b56908a869a592c78d57333a921ad96d",
+        ),
+    ] {
+        let img = tmp.path().join("golden.ext4");
+        let opts = Ext4Options {
+            size: Some(8 << 20),
+            block_size,
+            seed: [5; 16],
+            timestamp: Some(1_700_000_000),
+            ..Ext4Options::default()
+        };
+        write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
+        if tool("e2fsck") {
+            fsck(&img);
+        }
+        let first = common::sha256_file(&img);
+        std::fs::remove_file(&img).unwrap();
+        write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
+        assert_eq!(common::sha256_file(&img), first, "same input, same bytes");
+        assert_eq!(first, want, "{block_size:?}");
+        std::fs::remove_file(&img).unwrap();
     }
-    assert_eq!(
-        common::sha256_file(&img),
-        "d350049b6c3f0d9b6caf0c05eff643776ba79bdc1ba859a2b06648eefd5f9c6a"
-    );
 }
 
 /// The busybox fixture's single layer (gunzipped by `gzip -dc`) through both writers.
@@ -161,7 +176,11 @@ fn busybox_layer_to_ext4_and_cpio() {
         ..Ext4Options::default()
     };
     let report = write_ext4(&fx.tree, &fx.spool, &img, &opts).unwrap();
-    assert_eq!((report.blocks, report.inodes), (16384, 4096));
+    assert_eq!(
+        (report.blocks * u64::from(report.block_size), report.inodes),
+        (64 << 20, 4096)
+    );
+    assert_eq!(report.block_size, 1024, "64 MiB is a small filesystem");
     fsck(&img);
     compare_with_ext4_view(&img, &fx);
     let uuid = common::debugfs(&img, "stats");

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 
 use super::tar::{TarStats, Writer, write_to};
 use super::{FsError, parent_of};
-use crate::layers::DataSource;
 use crate::layers::error::LayerError;
 use crate::layers::spool::{ContentRef, Spool};
 use crate::layers::stream::{Applied, ApplySink};
 use crate::layers::tree::{InodeId, NodeId, Tree};
+use crate::layers::{DataSource, SinkError};
 
 /// Counts bytes written (the output offset of file data).
 struct Counting<W> {
@@ -191,7 +191,7 @@ impl ApplySink for TarStream {
         tree: &Tree,
         ev: &Applied,
         data: &mut dyn DataSource,
-    ) -> Result<Option<ContentRef>, LayerError> {
+    ) -> Result<Option<ContentRef>, SinkError> {
         if self.valid && ev.changed.is_some_and(|c| c.0 < self.emitted) {
             self.valid = false;
         }

@@ -303,23 +303,24 @@ impl<R: Read> DataSource for TarData<'_, R> {
     }
 }
 
-/// Why a handler refused an entry.
-pub(super) enum HandlerError {
-    /// The entry itself (named with its index and path by the caller).
+/// Why a handler or an output sink refused an entry.
+#[derive(Debug)]
+pub enum SinkError {
+    /// The entry itself (the caller names the layer, the entry's index and its path).
     Entry(EntryError),
-    /// Anything else.
+    /// Anything else (already names what it is about).
     Layer(LayerError),
 }
 
-impl From<LayerError> for HandlerError {
+impl From<LayerError> for SinkError {
     fn from(e: LayerError) -> Self {
-        HandlerError::Layer(e)
+        SinkError::Layer(e)
     }
 }
 
 /// What the parse loop does with each entry of a layer.
 pub(super) trait Handler {
-    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), HandlerError>;
+    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), SinkError>;
 }
 
 /// Spools file data to the layer's segment and keeps the validated entries for later.
@@ -330,13 +331,13 @@ struct Collect<'a> {
 }
 
 impl Handler for Collect<'_> {
-    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), HandlerError> {
+    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), SinkError> {
         let content = if e.kind == EntryKind::File {
             self.spool.append(data)?
         } else {
             ContentRef::EMPTY
         };
-        let entry = prepare(e, content, self.limits).map_err(HandlerError::Entry)?;
+        let entry = prepare(e, content, self.limits).map_err(SinkError::Entry)?;
         self.entries.push(entry);
         Ok(())
     }
@@ -425,8 +426,8 @@ pub(super) fn parse_stream(
             };
             match handler.entry(e, &mut data) {
                 Ok(()) => {}
-                Err(HandlerError::Entry(source)) => return Err(entry_err(source)),
-                Err(HandlerError::Layer(err)) => return Err(err),
+                Err(SinkError::Entry(source)) => return Err(entry_err(source)),
+                Err(SinkError::Layer(err)) => return Err(err),
             }
         }
         warnings.extend(tar.warnings().iter().map(|w| format!("layer {layer}: {w}")));

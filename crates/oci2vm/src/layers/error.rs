@@ -106,6 +106,18 @@ pub enum EntryError {
         /// The limit.
         limit: u64,
     },
+    /// The file's data does not fit in the output (a filesystem of a requested size).
+    #[error("file data does not fit in the output ({limit} bytes)")]
+    OutputFull {
+        /// The output's size in bytes.
+        limit: u64,
+    },
+    /// The file is larger than the output format can hold.
+    #[error("file is larger than the output can hold ({max} bytes)")]
+    FileTooLarge {
+        /// The largest file size.
+        max: u64,
+    },
 }
 
 /// Errors building the merged tree.
@@ -203,6 +215,14 @@ pub enum LayerError {
 impl Classify for LayerError {
     fn kind(&self) -> ErrorKind {
         match self {
+            LayerError::Entry {
+                source: EntryError::OutputFull { .. },
+                ..
+            } => ErrorKind::InvalidInput,
+            LayerError::Entry {
+                source: EntryError::FileTooLarge { .. },
+                ..
+            } => ErrorKind::Unsupported,
             LayerError::Tar { .. }
             | LayerError::Entry { .. }
             | LayerError::TooLarge { .. }

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod apply;
+pub mod blocks;
 pub mod build;
 pub mod decompress;
 pub mod entry;
@@ -21,7 +22,8 @@ pub mod tar;
 pub mod tree;
 
 pub use apply::{ApplyOptions, ApplyStats};
-pub use build::{BlobInput, DataSource, LayerInput, LayerReport, Report, build_tree};
+pub use blocks::{BlockMap, BlockSink, Run};
+pub use build::{BlobInput, DataSource, LayerInput, LayerReport, Report, SinkError, build_tree};
 pub use error::{EntryError, LayerError};
 pub use limits::Limits;
-pub use stream::{Applied, ApplySink, ScratchSink, build_single};
+pub use stream::{Applied, ApplySink, ScratchSink, build_single, build_streamed};

@@ -1,14 +1,18 @@
 //! The spool: where file contents live while the merged tree is built.
 //!
 //! Each layer's regular-file bytes are appended once to a segment (a scratch file the converter
-//! names itself, or memory in tests); the tree records a [`ContentRef`] per file. Writers read
-//! the survivors back with positioned reads, so contents are never held in RAM.
+//! names itself, memory in tests, or block-aligned runs of an output file placed by a
+//! [`BlockSink`](super::blocks::BlockSink)); the tree records a [`ContentRef`] per file.
+//! Writers read the survivors back with positioned reads, so contents are never held in RAM.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 
-/// Where one file's bytes are: a segment and a byte range in it.
+use super::blocks::BlockMap;
+
+/// Where one file's bytes are: a segment and a byte range in it (in a block-placed segment,
+/// `offset` is the file's index in its [`BlockMap`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ContentRef {
     /// Index of the segment in the [`Spool`].
@@ -40,6 +44,8 @@ pub enum Segment {
     },
     /// In-memory bytes (tests, tiny layers).
     Memory(Vec<u8>),
+    /// Files placed block by block into an output file (read-only here).
+    Blocks(BlockMap),
 }
 
 /// A set of segments holding file contents.
@@ -89,6 +95,7 @@ impl Spool {
                 v.extend_from_slice(data);
                 off
             }
+            Segment::Blocks(_) => return Err(read_only()),
         };
         Ok(ContentRef {
             segment,
@@ -125,6 +132,7 @@ impl Spool {
                 }
                 (start, v.len() as u64 - start)
             }
+            Segment::Blocks(_) => return Err(read_only()),
         };
         Ok(ContentRef {
             segment,
@@ -149,6 +157,7 @@ impl Spool {
                 buf[..want].copy_from_slice(src);
                 Ok(want)
             }
+            Segment::Blocks(map) => map.read_at(content.offset, content.len, pos, buf),
         }
     }
 
@@ -157,7 +166,20 @@ impl Spool {
     pub fn file_range(&self, content: &ContentRef) -> Option<(&File, u64)> {
         match self.segments.get(content.segment as usize)? {
             Segment::File { file, .. } => Some((file, content.offset)),
-            Segment::Memory(_) => None,
+            Segment::Memory(_) | Segment::Blocks(_) => None,
+        }
+    }
+
+    /// Every segment with its index.
+    pub fn segments(&self) -> impl Iterator<Item = (u32, &Segment)> {
+        (0u32..).zip(self.segments.iter())
+    }
+
+    /// The block map `content` was placed through, when it lives in a block-placed segment.
+    pub fn block_map(&self, content: &ContentRef) -> Option<&BlockMap> {
+        match self.segments.get(content.segment as usize)? {
+            Segment::Blocks(map) => Some(map),
+            _ => None,
         }
     }
 
@@ -183,6 +205,13 @@ fn out_of_range() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
         "content reference outside the spool",
+    )
+}
+
+fn read_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a block-placed segment cannot be appended to",
     )
 }
 

@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use super::apply::{Applier, ApplyOptions};
 use super::build::{
-    BlobInput, DataSource, Handler, HandlerError, LayerReport, Report, Shared, empty_tree,
+    BlobInput, DataSource, Handler, LayerReport, Report, Shared, SinkError, empty_tree,
     parse_stream,
 };
 use super::entry::prepare;
@@ -54,7 +54,7 @@ pub trait ApplySink {
         tree: &Tree,
         ev: &Applied,
         data: &mut dyn DataSource,
-    ) -> Result<Option<ContentRef>, LayerError>;
+    ) -> Result<Option<ContentRef>, SinkError>;
 }
 
 /// Appends file data to one spool segment.
@@ -101,11 +101,11 @@ impl ApplySink for ScratchSink {
         _tree: &Tree,
         ev: &Applied,
         data: &mut dyn DataSource,
-    ) -> Result<Option<ContentRef>, LayerError> {
+    ) -> Result<Option<ContentRef>, SinkError> {
         if ev.file.is_none() {
             return Ok(None);
         }
-        self.append(data).map(Some)
+        Ok(Some(self.append(data)?))
     }
 }
 
@@ -116,16 +116,16 @@ struct Inline<'a, 't> {
 }
 
 impl Handler for Inline<'_, '_> {
-    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), HandlerError> {
+    fn entry(&mut self, e: Entry, data: &mut dyn DataSource) -> Result<(), SinkError> {
         let is_file = e.kind == EntryKind::File;
         // the real place is known once the sink has taken the data
         let pending = ContentRef {
             len: e.size,
             ..ContentRef::EMPTY
         };
-        let entry = prepare(e, pending, &self.opts.limits).map_err(HandlerError::Entry)?;
+        let entry = prepare(e, pending, &self.opts.limits).map_err(SinkError::Entry)?;
         let before = node_id(self.applier.tree());
-        self.applier.apply(&entry).map_err(HandlerError::Entry)?;
+        self.applier.apply(&entry).map_err(SinkError::Entry)?;
         let events = self.applier.events();
         let ev = Applied {
             changed: events.changed,
@@ -135,7 +135,7 @@ impl Handler for Inline<'_, '_> {
         let placed = self.sink.applied(self.applier.tree(), &ev, data)?;
         if let Some(node) = ev.file {
             let Some(content) = placed else {
-                return Err(HandlerError::Layer(LayerError::Spool(io::Error::other(
+                return Err(SinkError::Layer(LayerError::Spool(io::Error::other(
                     "the output sink did not take a file's data",
                 ))));
             };
@@ -160,25 +160,47 @@ pub fn build_single(
     opts: &ApplyOptions,
     sink: &mut dyn ApplySink,
 ) -> Result<(Tree, Report), LayerError> {
-    let digest = input.digest.clone();
+    build_streamed(vec![input], opts, sink)
+}
+
+/// Builds the merged tree of `layers` (bottom first) one layer after the other, each applied
+/// while it streams (its inflate and read stages still run on their own threads), handing
+/// every entry to `sink`. Because every lower layer is complete before a layer starts,
+/// applying in stream order gives the same tree as [`super::build_tree`]; the sink sees the
+/// data of every file of every layer, in order, so where it places data is deterministic.
+/// Each layer's DiffID (and blob digest when asked) is verified at the end of that layer.
+pub fn build_streamed(
+    layers: Vec<BlobInput>,
+    opts: &ApplyOptions,
+    sink: &mut dyn ApplySink,
+) -> Result<(Tree, Report), LayerError> {
+    if layers.len() > opts.limits.layers {
+        return Err(LayerError::TooManyLayers {
+            count: layers.len(),
+            limit: opts.limits.layers,
+        });
+    }
     let shared = Shared::new(opts);
     let mut tree = empty_tree(opts);
-    let mut inline = Inline {
-        applier: Applier::new(&mut tree, opts, 0),
-        sink,
-        opts,
-    };
-    let meta = parse_stream(input, &shared, &mut inline)?;
-    let stats = inline.applier.stats;
-    let report = Report {
-        layers: vec![LayerReport {
+    let mut report = Report::default();
+    for (i, input) in layers.into_iter().enumerate() {
+        let digest = input.digest.clone();
+        let layer = u32::try_from(i).expect("fewer than 2^32 layers");
+        let mut inline = Inline {
+            applier: Applier::new(&mut tree, opts, layer),
+            sink: &mut *sink,
+            opts,
+        };
+        let meta = parse_stream(input, &shared, &mut inline)?;
+        let stats = inline.applier.stats;
+        report.layers.push(LayerReport {
             digest,
             diff_id: meta.diff_id,
             compression: meta.compression,
             uncompressed_bytes: meta.bytes,
             stats,
             warnings: meta.warnings,
-        }],
-    };
+        });
+    }
     Ok((tree, report))
 }

@@ -10,8 +10,9 @@
 //! bitmaps    = crc(seed, bitmap bytes)                     -> bg_*_bitmap_csum_lo
 //! inode seed = crc(crc(seed, le32 ino), le32 generation)
 //! inode      = crc(inode seed, 256 bytes, csum fields zeroed) -> l_i_checksum_lo, i_checksum_hi
-//! extent blk = crc(inode seed, block[0..4092])             -> tail at 4092
-//! dir block  = crc(inode seed, block[0..4084])             -> 12-byte tail entry at 4084
+//! extent blk = crc(inode seed, block[0..t])                -> tail at t = 12 + 12 * eh_max
+//!              (eh_max = (block size - 12) / 12: t = 4092 for 4 KiB, 1020 for 1 KiB)
+//! dir block  = crc(inode seed, block[0..bs - 12])          -> 12-byte tail entry at bs - 12
 //! xattr blk  = crc(seed, le64 block ++ block, csum zeroed) -> h_checksum (0x10)
 //! dx block   = crc(inode seed, block[..count_offset + count*8] ++ dx_tail, csum zeroed)
 //! ```
@@ -64,16 +65,19 @@ pub fn seal_inode(fs_seed: u32, ino: u32, inode: &mut [u8]) {
     inode[0x82..0x84].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
 }
 
-/// Sets the tail checksum of an extent tree block.
+/// Sets the tail checksum of an extent tree block (the tail follows the last of the
+/// `(len - 12) / 12` entry slots).
 pub fn seal_extent_block(iseed: u32, block: &mut [u8]) {
-    let c = crc32c(iseed, &block[..4092]);
-    block[4092..4096].copy_from_slice(&c.to_le_bytes());
+    let tail = 12 + 12 * ((block.len() - 12) / 12);
+    let c = crc32c(iseed, &block[..tail]);
+    block[tail..tail + 4].copy_from_slice(&c.to_le_bytes());
 }
 
 /// Sets the checksum in the 12-byte tail entry of a directory leaf block.
 pub fn seal_dir_block(iseed: u32, block: &mut [u8]) {
-    let c = crc32c(iseed, &block[..4084]);
-    block[4092..4096].copy_from_slice(&c.to_le_bytes());
+    let n = block.len();
+    let c = crc32c(iseed, &block[..n - 12]);
+    block[n - 4..].copy_from_slice(&c.to_le_bytes());
 }
 
 /// Sets `h_checksum` of an xattr block stored at block number `blockno`.

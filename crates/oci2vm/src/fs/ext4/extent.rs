@@ -3,11 +3,12 @@
 //! Spec: <https://www.kernel.org/doc/html/latest/filesystems/ext4/ifork.html#extent-tree>
 //!
 //! ```text
-//! i_block (60 bytes) = header + up to 4 entries       tree block (4096 bytes)
+//! i_block (60 bytes) = header + up to 4 entries       tree block (one filesystem block)
 //! +-----------------------------+                     +-------------------------------+
-//! | eh_magic 0xF30A | eh_entries| 12-byte header      | header (eh_max = 340)         |
-//! | eh_max (4) | eh_depth | gen |                     | 340 entries x 12 bytes        |
-//! +-----------------------------+                     | 4 bytes tail (no csum here)   |
+//! | eh_magic 0xF30A | eh_entries| 12-byte header      | header (eh_max = (bs-12)/12:  |
+//! | eh_max (4) | eh_depth | gen |                     |  340 for 4 KiB, 84 for 1 KiB) |
+//! +-----------------------------+                     | eh_max entries x 12 bytes     |
+//! |                             |                     | 4-byte checksum tail          |
 //! | leaf (depth 0):             |                     +-------------------------------+
 //! |  ee_block u32 ee_len u16    |  ee_len <= 32768 (initialised extent)
 //! |  ee_start_hi u16 ee_start_lo u32
@@ -16,18 +17,20 @@
 //! +-----------------------------+
 //! ```
 //!
-//! Up to 4 extents live in the inode (depth 0). More go into leaf blocks of 340 extents,
+//! Up to 4 extents live in the inode (depth 0). More go into leaf blocks of `eh_max` extents,
 //! indexed from the inode (depth 1) or through further index levels (depth 2+) when more than
 //! 4 blocks are needed on a level. Tree blocks are allocated consecutively by the caller.
 
-use super::{BLOCK_SIZE, put16, put32};
+use super::{put16, put32};
 
 /// Longest initialised extent, in blocks.
 pub const MAX_LEN: u32 = 32768;
 /// Entries in the inode's root node.
 const ROOT_MAX: usize = 4;
-/// Entries in one tree block.
-const BLOCK_MAX: usize = (BLOCK_SIZE as usize - 12) / 12;
+/// Entries in one tree block of `bs` bytes.
+fn block_max(bs: usize) -> usize {
+    (bs - 12) / 12
+}
 
 /// One contiguous run: `len` blocks at logical block `logical` stored from physical `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,39 +52,20 @@ pub struct ExtentTree {
     pub blocks: Vec<Vec<u8>>,
 }
 
-/// Tree blocks needed for `n` extents.
-pub fn blocks_needed(n: usize) -> u64 {
+/// Tree blocks of `bs` bytes needed for `n` extents.
+pub fn blocks_needed(bs: usize, n: usize) -> u64 {
     if n <= ROOT_MAX {
         return 0;
     }
     let (mut total, mut count) = (0u64, n);
     loop {
-        let blocks = count.div_ceil(BLOCK_MAX);
+        let blocks = count.div_ceil(block_max(bs));
         total += blocks as u64;
         if blocks <= ROOT_MAX {
             return total;
         }
         count = blocks;
     }
-}
-
-/// Appends `(len, start)` blocks to a run list, merging with the previous extent when
-/// contiguous both logically and physically.
-pub fn push_block(extents: &mut Vec<Extent>, logical: u32, start: u64) {
-    if let Some(last) = extents.last_mut() {
-        let contiguous = last.logical + last.len == logical
-            && last.start + u64::from(last.len) == start
-            && last.len < MAX_LEN;
-        if contiguous {
-            last.len += 1;
-            return;
-        }
-    }
-    extents.push(Extent {
-        logical,
-        len: 1,
-        start,
-    });
 }
 
 /// Splits a physically contiguous range into extents of at most [`MAX_LEN`] blocks.
@@ -135,17 +119,18 @@ fn node(buf: &mut [u8], entries: &[Entry], max: usize, depth: u16) {
     }
 }
 
-/// Builds the tree for `extents` (sorted, non-overlapping); tree blocks are numbered
-/// consecutively from `first_block`.
-pub fn build(extents: &[Extent], first_block: u64) -> ExtentTree {
+/// Builds the tree for `extents` (sorted, non-overlapping); tree blocks of `bs` bytes are
+/// numbered consecutively from `first_block`.
+pub fn build(bs: usize, extents: &[Extent], first_block: u64) -> ExtentTree {
+    let max = block_max(bs);
     let mut level: Vec<Entry> = extents.iter().map(leaf_entry).collect();
     let mut blocks = Vec::new();
     let mut depth = 0u16;
     while level.len() > ROOT_MAX {
-        let mut next = Vec::with_capacity(level.len().div_ceil(BLOCK_MAX));
-        for chunk in level.chunks(BLOCK_MAX) {
-            let mut b = vec![0u8; BLOCK_SIZE as usize];
-            node(&mut b, chunk, BLOCK_MAX, depth);
+        let mut next = Vec::with_capacity(level.len().div_ceil(max));
+        for chunk in level.chunks(max) {
+            let mut b = vec![0u8; bs];
+            node(&mut b, chunk, max, depth);
             next.push(index_entry(chunk[0].0, first_block + blocks.len() as u64));
             blocks.push(b);
         }
@@ -167,11 +152,14 @@ mod tests {
 
     #[test]
     fn block_counts_by_depth() {
-        assert_eq!(blocks_needed(0), 0);
-        assert_eq!(blocks_needed(4), 0);
-        assert_eq!(blocks_needed(5), 1);
-        assert_eq!(blocks_needed(340 * 4), 4);
-        assert_eq!(blocks_needed(340 * 4 + 1), 6); // 5 leaves + 1 index block
+        assert_eq!(blocks_needed(4096, 0), 0);
+        assert_eq!(blocks_needed(4096, 4), 0);
+        assert_eq!(blocks_needed(4096, 5), 1);
+        assert_eq!(blocks_needed(4096, 340 * 4), 4);
+        assert_eq!(blocks_needed(4096, 340 * 4 + 1), 6); // 5 leaves + 1 index block
+        assert_eq!(blocks_needed(1024, 84 * 4), 4);
+        assert_eq!(blocks_needed(1024, 84 * 4 + 1), 6);
+        assert_eq!(blocks_needed(2048, 169 * 4 + 1), 6);
     }
 
     #[test]
@@ -184,8 +172,11 @@ mod tests {
                     start: 100 + 2 * i as u64,
                 })
                 .collect();
-            let t = build(&ext, 1000);
-            assert_eq!(t.blocks.len() as u64, blocks_needed(n), "n {n}");
+            let t = build(4096, &ext, 1000);
+            assert_eq!(t.blocks.len() as u64, blocks_needed(4096, n), "n {n}");
+            let small = build(1024, &ext, 1000);
+            assert_eq!(small.blocks.len() as u64, blocks_needed(1024, n), "n {n}");
+            assert!(small.blocks.iter().all(|b| b.len() == 1024));
             assert_eq!(u16_at(&t.root, 0), 0xF30A);
             assert!(u16_at(&t.root, 2) <= 4);
             let depth = u16_at(&t.root, 6);
@@ -200,22 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn push_merges_and_caps_length() {
-        let mut v = Vec::new();
-        for i in 0..(MAX_LEN + 2) {
-            push_block(&mut v, i, 10 + u64::from(i));
-        }
-        push_block(&mut v, MAX_LEN + 5, 10 + u64::from(MAX_LEN) + 2);
-        assert_eq!(v.len(), 3);
-        assert_eq!(v[0].len, MAX_LEN);
-        assert_eq!(
-            v[1],
-            Extent {
-                logical: MAX_LEN,
-                len: 2,
-                start: 10 + u64::from(MAX_LEN)
-            }
-        );
+    fn contiguous_caps_length() {
         assert_eq!(contiguous(0, 5, 70000).len(), 3);
     }
 }

@@ -14,8 +14,8 @@
 //! 0x14 exclude bitmap, bitmap checksums, bg_itable_unused, bg_checksum: all 0 here
 //! ```
 //!
-//! With `flex_bg` every group's bitmaps and inode table may live anywhere; this writer packs
-//! them all at the start of the device (see [`super::layout`]).
+//! With `flex_bg` every group's bitmaps and inode table may live anywhere; this writer puts
+//! them all in one run after the file data (see [`super::layout`]).
 
 use super::put32;
 
@@ -58,12 +58,12 @@ impl GroupDesc {
     }
 }
 
-/// Encodes a whole descriptor table, padded to whole blocks.
+/// Encodes a whole descriptor table, padded to whole blocks of `bs` bytes.
 /// With `seed` (`metadata_csum`), `bg_checksum` (0x1E) = low 16 bits of
 /// crc32c(seed, le32 group ++ descriptor with the checksum zeroed).
-pub fn encode_table(descs: &[GroupDesc], seed: Option<u32>) -> Vec<u8> {
+pub fn encode_table(bs: usize, descs: &[GroupDesc], seed: Option<u32>) -> Vec<u8> {
     let bytes = descs.len() * DESC_SIZE;
-    let padded = bytes.div_ceil(super::BLOCK_SIZE as usize) * super::BLOCK_SIZE as usize;
+    let padded = bytes.div_ceil(bs) * bs;
     let mut out = vec![0u8; padded];
     for (i, d) in descs.iter().enumerate() {
         let raw = &mut out[i * DESC_SIZE..(i + 1) * DESC_SIZE];
@@ -92,8 +92,9 @@ mod tests {
             block_bitmap_csum: 0,
             inode_bitmap_csum: 0,
         };
-        let t = encode_table(&[d, GroupDesc::default()], None);
+        let t = encode_table(4096, &[d, GroupDesc::default()], None);
         assert_eq!(t.len(), 4096);
+        assert_eq!(encode_table(1024, &[d; 33], None).len(), 2048);
         assert_eq!(&t[0..4], &3u32.to_le_bytes());
         assert_eq!(&t[0x0C..0x0E], &0x1234u16.to_le_bytes());
         assert_eq!(&t[0x10..0x12], &2u16.to_le_bytes());

@@ -7,7 +7,7 @@
 //! logical block 0 (dx_root)                      index node (only with indirect_levels 1)
 //! +---------------------------------+            +---------------------------------+
 //! | "." dirent (rec_len 12)         |            | fake dirent: inode 0, rec_len   |
-//! | ".." dirent (rec_len 4084)      |            |   4096                          |
+//! | ".." dirent (rec_len bs - 12)   |            |   bs (the block size)           |
 //! | dx_root_info: 0u32, hash ver 1, |            | limit u16 | count u16 | block   |
 //! |   info_length 8, levels, 0      |            | (hash u32, block u32) ...       |
 //! | limit u16 | count u16 | block   |            | [dx_tail: 0u32, crc32c]         |
@@ -21,15 +21,15 @@
 //! leaf's last hash (collision across a block boundary).
 
 use super::dir::{self, ftype};
-use super::{BLOCK_SIZE, put16, put32};
+use super::{put16, put32};
 
-const BS: usize = BLOCK_SIZE as usize;
-/// Leaves one root can index directly: (4096 - 32) / 8, one less for the checksum tail.
-fn root_limit(csum: bool) -> usize {
-    (BS - 32) / 8 - usize::from(csum)
+/// Leaves one root can index directly: (block size - 32) / 8, one less for the checksum tail.
+fn root_limit(bs: usize, csum: bool) -> usize {
+    (bs - 32) / 8 - usize::from(csum)
 }
-fn node_limit(csum: bool) -> usize {
-    (BS - 8) / 8 - usize::from(csum)
+/// Entries of one index node: (block size - 8) / 8, one less for the checksum tail.
+fn node_limit(bs: usize, csum: bool) -> usize {
+    (bs - 8) / 8 - usize::from(csum)
 }
 
 fn half_md4(buf: &mut [u32; 4], input: &[u32; 8]) {
@@ -132,13 +132,18 @@ pub fn name_hash(name: &[u8], seed: &[u8; 16]) -> u32 {
 pub type Entry<'a> = (u32, &'a [u8], u8);
 
 /// The leaves: each a list of entries with the index hash of its first entry.
-fn leaves<'a>(children: &[Entry<'a>], seed: &[u8; 16], csum: bool) -> Vec<(u32, Vec<Entry<'a>>)> {
+fn leaves<'a>(
+    bs: usize,
+    children: &[Entry<'a>],
+    seed: &[u8; 16],
+    csum: bool,
+) -> Vec<(u32, Vec<Entry<'a>>)> {
     let mut sorted: Vec<(u32, Entry<'a>)> = children
         .iter()
         .map(|e| (name_hash(e.1, seed), *e))
         .collect();
     sorted.sort_by(|a, b| (a.0, a.1.1).cmp(&(b.0, b.1.1)));
-    let cap = BS - if csum { dir::TAIL } else { 0 };
+    let cap = bs - if csum { dir::TAIL } else { 0 };
     let mut out: Vec<(u32, Vec<Entry<'a>>)> = Vec::new();
     let mut used = 0usize;
     let mut prev_hash = None;
@@ -160,18 +165,18 @@ fn leaves<'a>(children: &[Entry<'a>], seed: &[u8; 16], csum: bool) -> Vec<(u32, 
 }
 
 /// Blocks an htree directory with these children takes (`None`: too large for 2 levels).
-pub fn blocks(children: &[Entry<'_>], seed: &[u8; 16], csum: bool) -> Option<u64> {
-    let n = leaves(children, seed, csum).len();
-    let nodes = index_nodes(n, csum)?;
+pub fn blocks(bs: usize, children: &[Entry<'_>], seed: &[u8; 16], csum: bool) -> Option<u64> {
+    let n = leaves(bs, children, seed, csum).len();
+    let nodes = index_nodes(bs, n, csum)?;
     Some(1 + nodes as u64 + n as u64)
 }
 
-fn index_nodes(leaves: usize, csum: bool) -> Option<usize> {
-    if leaves <= root_limit(csum) {
+fn index_nodes(bs: usize, leaves: usize, csum: bool) -> Option<usize> {
+    if leaves <= root_limit(bs, csum) {
         return Some(0);
     }
-    let nodes = leaves.div_ceil(node_limit(csum));
-    (nodes <= root_limit(csum)).then_some(nodes)
+    let nodes = leaves.div_ceil(node_limit(bs, csum));
+    (nodes <= root_limit(bs, csum)).then_some(nodes)
 }
 
 fn seal(block: &mut [u8], count_offset: usize, count: usize, limit: usize, iseed: Option<u32>) {
@@ -197,6 +202,7 @@ fn index(block: &mut [u8], at: usize, limit: usize, entries: &[(u32, u32)]) {
 /// Encodes the directory (root, index nodes, leaves) into `out`; leaf blocks get their
 /// checksum tails sealed by the caller-provided `seal_leaf`. Returns the block count.
 pub fn encode(
+    bs: usize,
     ino: u32,
     parent: u32,
     children: &[Entry<'_>],
@@ -205,20 +211,20 @@ pub fn encode(
     out: &mut Vec<u8>,
 ) -> u64 {
     let csum = iseed.is_some();
-    let leaves = leaves(children, seed, csum);
-    let nodes = index_nodes(leaves.len(), csum).expect("checked by blocks()");
+    let leaves = leaves(bs, children, seed, csum);
+    let nodes = index_nodes(bs, leaves.len(), csum).expect("checked by blocks()");
     let first_leaf = 1 + nodes as u32;
     let base = out.len();
-    out.resize(base + BS * (1 + nodes), 0);
+    out.resize(base + bs * (1 + nodes), 0);
     {
-        let root = &mut out[base..base + BS];
+        let root = &mut out[base..base + bs];
         put32(root, 0, ino);
         put16(root, 4, 12);
         root[6] = 1;
         root[7] = ftype::DIR;
         root[8] = b'.';
         put32(root, 12, parent);
-        put16(root, 16, (BS - 12) as u16);
+        put16(root, 16, (bs - 12) as u16);
         root[18] = 2;
         root[19] = ftype::DIR;
         root[20..22].copy_from_slice(b"..");
@@ -232,34 +238,34 @@ pub fn encode(
         .map(|(i, l)| (l.0, first_leaf + i as u32))
         .collect();
     if nodes == 0 {
-        let root = &mut out[base..base + BS];
-        index(root, 32, root_limit(csum), &leaf_entries);
-        seal(root, 32, leaf_entries.len(), root_limit(csum), iseed);
+        let root = &mut out[base..base + bs];
+        index(root, 32, root_limit(bs, csum), &leaf_entries);
+        seal(root, 32, leaf_entries.len(), root_limit(bs, csum), iseed);
     } else {
-        let per = node_limit(csum);
+        let per = node_limit(bs, csum);
         let mut top = Vec::with_capacity(nodes);
         for (k, chunk) in leaf_entries.chunks(per).enumerate() {
-            let node = &mut out[base + BS * (1 + k)..base + BS * (2 + k)];
-            put16(node, 4, BS as u16);
+            let node = &mut out[base + bs * (1 + k)..base + bs * (2 + k)];
+            put16(node, 4, bs as u16);
             index(node, 8, per, chunk);
             seal(node, 8, chunk.len(), per, iseed);
             top.push((chunk[0].0, 1 + k as u32));
         }
-        let root = &mut out[base..base + BS];
-        index(root, 32, root_limit(csum), &top);
-        seal(root, 32, top.len(), root_limit(csum), iseed);
+        let root = &mut out[base..base + bs];
+        index(root, 32, root_limit(bs, csum), &top);
+        seal(root, 32, top.len(), root_limit(bs, csum), iseed);
     }
     for (_, entries) in &leaves {
-        let n = dir::encode(entries.iter().copied(), 1, csum, out);
+        let n = dir::encode(bs, entries.iter().copied(), 1, csum, out);
         debug_assert_eq!(n, 1);
     }
     if let Some(s) = iseed {
-        let start = base + BS * (1 + nodes);
-        for block in out[start..].chunks_exact_mut(BS) {
+        let start = base + bs * (1 + nodes);
+        for block in out[start..].chunks_exact_mut(bs) {
             super::csum::seal_dir_block(s, block);
         }
     }
-    ((out.len() - base) / BS) as u64
+    ((out.len() - base) / bs) as u64
 }
 
 #[cfg(test)]
@@ -282,11 +288,14 @@ mod tests {
     fn leaves_are_hash_ordered() {
         let names: Vec<Vec<u8>> = (0..2000).map(|i| format!("n{i}").into_bytes()).collect();
         let kids: Vec<Entry<'_>> = names.iter().map(|n| (20, &n[..], 1)).collect();
-        let l = leaves(&kids, &[3; 16], true);
-        assert!(l.len() > 1);
-        assert!(l.windows(2).all(|w| w[0].0 <= w[1].0));
-        let mut out = Vec::new();
-        let n = encode(12, 2, &kids, &[3; 16], Some(7), &mut out);
-        assert_eq!(Some(n), blocks(&kids, &[3; 16], true));
+        for bs in [1024, 2048, 4096] {
+            let l = leaves(bs, &kids, &[3; 16], true);
+            assert!(l.len() > 1);
+            assert!(l.windows(2).all(|w| w[0].0 <= w[1].0));
+            let mut out = Vec::new();
+            let n = encode(bs, 12, 2, &kids, &[3; 16], Some(7), &mut out);
+            assert_eq!(Some(n), blocks(bs, &kids, &[3; 16], true));
+            assert_eq!(out.len(), n as usize * bs);
+        }
     }
 }

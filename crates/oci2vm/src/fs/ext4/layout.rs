@@ -1,38 +1,39 @@
-//! The plan: inode numbers, geometry and every pre-data block, computed from the final tree
-//! before a byte is written.
+//! The plan: inode numbers and the place of every metadata block, computed from the final
+//! tree once the file data is in place.
 //!
 //! Spec: <https://www.kernel.org/doc/html/latest/filesystems/ext4/overview.html#layout>
 //!
 //! ```text
 //! inode numbers: 1..10 reserved (2 = root), 11 = lost+found, 12.. breadth-first by sorted
 //!                names (a hard-link group takes the number of its first name)
-//! blocks:        0 superblock | 1.. descriptors | block bitmaps | inode bitmaps |
-//!                inode tables | per inode: dir blocks (+ tree blocks) or symlink block |
-//!                xattr blocks | data_start: file data .. | extent tree blocks | free
+//! blocks:        superblock | descriptors | (reserve) | file data .. data end |
+//!                block bitmaps | inode bitmaps | inode tables | journal | per inode: dir
+//!                blocks (+ tree blocks) or symlink block | xattr blocks | extent tree blocks
+//!                of fragmented files = meta end | free
 //! ```
 //!
-//! Sizing: `content` = pre-data blocks + an upper bound of the data blocks (no holes) and
-//! their tree blocks + 256 bytes per used inode; the default size is
-//! `content * 5/4 + 64 MiB` rounded up to 1 MiB, and the default inode count is
-//! `max(size / inode_ratio, used * 5/4 + 64)`.
+//! [`number`] needs only the tree; [`place`] needs where the data ended and how many extent
+//! tree blocks the files take. Sizing: `content` = data blocks in use + metadata blocks +
+//! 256 bytes per used inode; the default size is the meta end + `content / 4` + 64 MiB,
+//! rounded up to 1 MiB; the default inode count is `max(size / inode_ratio, used * 5/4 + 64)`.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::dir::{self, ftype};
 use super::extent;
+use super::geometry::{Geometry, default_size};
 use super::xattr::{self, Attr};
-use super::{BLOCK_SIZE, BLOCKS_PER_GROUP, Ext4Error, Ext4Options, INODE_SIZE};
+use super::{Ext4Error, Ext4Options, INODE_SIZE};
 use crate::layers::tree::{InodeId, InodeKind, NodeId, Tree};
 
 /// Root directory inode.
 pub const ROOT_INO: u32 = 2;
 /// `lost+found` inode.
 pub const LPF_INO: u32 = 11;
-/// Blocks mke2fs gives `lost+found` (16 KiB).
-pub const LPF_BLOCKS: u64 = 4;
+/// Bytes mke2fs gives `lost+found` (16 KiB: 4 blocks of 4 KiB, 16 of 1 KiB).
+pub const LPF_BYTES: u64 = 16 * 1024;
 /// ext4's largest link count for a non-directory.
 const LINK_MAX: u32 = 65000;
-const MIB: u64 = 1 << 20;
 
 /// Where an inode's xattrs go.
 #[derive(Debug, Clone)]
@@ -52,9 +53,9 @@ pub struct PlanInode {
     pub source: Option<InodeId>,
     /// A name of it (for directories: its only one).
     pub node: NodeId,
-    /// First pre-data block (directories, slow symlinks), 0 if none.
+    /// First block (directories, slow symlinks), 0 if none.
     pub first_block: u64,
-    /// Pre-data blocks (directory blocks or 1 symlink block), tree blocks excluded.
+    /// Blocks (directory blocks or 1 symlink block), tree blocks excluded.
     pub nblocks: u64,
     /// For directories: range in [`Plan::children`].
     pub children: (u32, u32),
@@ -80,24 +81,28 @@ pub struct XattrBlock {
 /// The complete plan.
 #[derive(Debug)]
 pub struct Plan {
+    /// Block size and groups.
+    pub geometry: Geometry,
     /// Total blocks.
     pub blocks: u64,
     /// Block groups.
     pub groups: u64,
     /// Inodes per group.
     pub inodes_per_group: u32,
-    /// Descriptor table blocks (from block 1).
+    /// Descriptor table blocks (from [`Geometry::gdt_start`]).
     pub gdt_blocks: u64,
+    /// First metadata block: the end of the file data.
+    pub meta_start: u64,
     /// First block bitmap block (one per group follow).
     pub block_bitmaps: u64,
     /// First inode bitmap block.
     pub inode_bitmaps: u64,
     /// First inode table block (tables of all groups follow each other).
     pub inode_tables: u64,
-    /// First block after the inode tables.
+    /// First extent tree block of fragmented files (they follow each other in inode order).
+    pub trees_start: u64,
+    /// First block after all metadata.
     pub meta_end: u64,
-    /// First file data block.
-    pub data_start: u64,
     /// Planned inodes by number (index = ino; 0, 1, 3..=10 are placeholders).
     pub inodes: Vec<Option<PlanInode>>,
     /// Tree inode -> ino.
@@ -179,8 +184,9 @@ fn path_of(tree: &Tree, node: NodeId) -> String {
     format!("/{}", String::from_utf8_lossy(&tree.path(node)))
 }
 
-/// Builds the plan.
-pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
+/// Numbers the inodes and sizes every directory, symlink and xattr block of `tree` for
+/// blocks of `geometry`; nothing is placed yet (see [`place`]).
+pub fn number(tree: &Tree, opts: &Ext4Options, geometry: Geometry) -> Result<Plan, Ext4Error> {
     let root = tree.root();
     let lpf_node = tree.lookup(root, b"lost+found");
     let lpf_in_tree = lpf_node.filter(|n| tree.inode_of(*n).is_dir());
@@ -263,15 +269,17 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
     }
 
     let mut plan = Plan {
+        geometry,
         blocks: 0,
         groups: 0,
         inodes_per_group: 0,
         gdt_blocks: 0,
+        meta_start: 0,
         block_bitmaps: 0,
         inode_bitmaps: 0,
         inode_tables: 0,
+        trees_start: 0,
         meta_end: 0,
-        data_start: 0,
         inodes,
         ino_of,
         children,
@@ -284,9 +292,7 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
     };
     place_xattrs(tree, &mut plan)?;
 
-    // Pre-data block needs and the data upper bound.
-    let mut pre_data = 0u64;
-    let mut data_bound = 0u64;
+    let bs = geometry.bs();
     let mut newest = 0i64;
     for ino in 0..plan.inodes.len() {
         let Some(p) = plan.inodes[ino].as_ref() else {
@@ -299,64 +305,173 @@ pub fn plan(tree: &Tree, opts: &Ext4Options) -> Result<Plan, Ext4Error> {
         }
         let nblocks = match kind {
             None | Some(InodeKind::Dir) => {
-                let min = if ino as u32 == LPF_INO { LPF_BLOCKS } else { 1 };
+                let min = if ino as u32 == LPF_INO {
+                    (LPF_BYTES / geometry.block_size).max(2)
+                } else {
+                    1
+                };
                 let entries = plan.dir_entries(tree, ino as u32);
-                let linear =
-                    dir::blocks_for(entries.iter().map(|e| e.1.len()), min, opts.metadata_csum);
+                let linear = dir::blocks_for(
+                    bs,
+                    entries.iter().map(|e| e.1.len()),
+                    min,
+                    opts.metadata_csum,
+                );
                 let hashed = (opts.htree && linear > 1 && ino as u32 != LPF_INO)
                     .then(|| {
-                        super::htree::blocks(&entries[2..], &plan.hash_seed, opts.metadata_csum)
+                        super::htree::blocks(bs, &entries[2..], &plan.hash_seed, opts.metadata_csum)
                     })
                     .flatten();
                 is_htree = hashed.is_some();
                 hashed.unwrap_or(linear)
             }
             Some(InodeKind::Symlink { target }) => {
-                if target.is_empty() || target.len() >= BLOCK_SIZE as usize {
+                if target.is_empty() || target.len() >= bs {
                     return Err(Ext4Error::Symlink {
                         path: path_of(tree, p.node),
                         len: target.len(),
+                        block_size: geometry.block_size,
                     });
                 }
                 u64::from(target.len() >= 60)
             }
-            Some(InodeKind::File { content }) => {
-                let nb = content.len.div_ceil(BLOCK_SIZE);
-                data_bound += nb + if nb > 4 { nb.div_ceil(339) + 3 } else { 0 };
-                0
-            }
             _ => 0,
         };
-        let tree_blocks = extent::blocks_needed(extent::contiguous(0, 0, nblocks).len());
         let p = plan.inodes[ino].as_mut().expect("checked above");
         p.nblocks = nblocks;
         p.htree = is_htree;
-        pre_data += nblocks + tree_blocks;
     }
-    pre_data += plan.xattr_blocks.len() as u64;
     plan.time = opts.timestamp.unwrap_or(newest).max(0);
+    Ok(plan)
+}
 
-    geometry(&mut plan, opts, pre_data, data_bound)?;
+/// Where the file data ended and what it takes, for [`place`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSummary {
+    /// First block after the file data (metadata starts here).
+    pub end: u64,
+    /// Blocks of file data in use.
+    pub used: u64,
+    /// Extent tree blocks the files need.
+    pub tree_blocks: u64,
+}
 
-    // Place pre-data blocks.
-    let mut next = plan.meta_end;
-    if plan.journal.1 > 0 {
-        plan.journal.0 = next;
-        next +=
-            plan.journal.1 + extent::blocks_needed(extent::contiguous(0, 0, plan.journal.1).len());
+/// Chooses the size, group and inode counts and places every metadata block after the data.
+pub fn place(plan: &mut Plan, opts: &Ext4Options, data: &DataSummary) -> Result<(), Ext4Error> {
+    let g = plan.geometry;
+    let bs = g.block_size;
+    let ipb = g.inodes_per_block();
+    let used_inodes = u64::from(plan.max_ino());
+    // directory, symlink and xattr blocks with their own tree blocks
+    let mut pre = plan.xattr_blocks.len() as u64 + data.tree_blocks;
+    for p in plan.inodes.iter().flatten() {
+        pre += p.nblocks + extent::blocks_needed(g.bs(), extent::contiguous(0, 0, p.nblocks).len());
+    }
+    let content = (data.used + pre) * bs + used_inodes * INODE_SIZE;
+    if opts.inode_ratio < 1024 {
+        return Err(Ext4Error::Option {
+            option: "inode_ratio",
+            reason: "below 1024 bytes per inode",
+        });
+    }
+    // Most inodes one group's bitmap can count.
+    let max_ipg = g.blocks_per_group;
+    let mut blocks = match opts.size {
+        Some(s) => s / bs,
+        None => default_size((data.end + pre) * bs, content).div_ceil(bs),
+    };
+    let (groups, ipg, journal, meta_blocks) = loop {
+        if blocks < 64 {
+            return Err(Ext4Error::Option {
+                option: "size",
+                reason: "smaller than 64 blocks",
+            });
+        }
+        if blocks > g.max_blocks() {
+            return Err(Ext4Error::Option {
+                option: "size",
+                reason: "more than 2^32 - 1 blocks (16 TiB of 4 KiB blocks)",
+            });
+        }
+        let groups = g.groups(blocks);
+        let wanted = match opts.inodes {
+            Some(n) => u64::from(n),
+            None => (g.bytes(blocks) / opts.inode_ratio).max(used_inodes + used_inodes / 4 + 64),
+        };
+        if opts.size.is_none() && wanted > groups * max_ipg {
+            // enough groups that the default inode count fits
+            blocks = g.group_first(wanted.div_ceil(max_ipg));
+            continue;
+        }
+        // whole inode-table blocks, and a multiple of 8 (e2fsprogs splices the inode bitmaps
+        // of all groups byte-wise); both are powers of two
+        let step = ipb.max(8);
+        let mut ipg = wanted.div_ceil(groups).div_ceil(step) * step;
+        if opts.inodes.is_none() {
+            ipg = ipg.min(max_ipg);
+        }
+        let ipg = ipg.max(step);
+        if ipg > max_ipg || ipg * groups < used_inodes || ipg * groups > u64::from(u32::MAX) {
+            return Err(Ext4Error::Inodes {
+                inodes: wanted,
+                used: used_inodes,
+                groups,
+            });
+        }
+        let journal = if opts.journal {
+            super::journal::default_blocks(blocks)
+        } else {
+            0
+        };
+        let journal_tree = extent::blocks_needed(g.bs(), extent::contiguous(0, 0, journal).len());
+        let meta = 2 * groups + groups * ipg / ipb + journal + journal_tree + pre;
+        let meta_end = data.end + meta;
+        match opts.size {
+            Some(size) if meta_end > blocks => {
+                return Err(Ext4Error::NoSpace {
+                    needed: g.bytes(meta_end),
+                    size,
+                });
+            }
+            Some(_) => break (groups, ipg, journal, meta),
+            None => {
+                let need = default_size(g.bytes(meta_end), content).div_ceil(bs);
+                if need > blocks {
+                    blocks = need;
+                    continue;
+                }
+                break (groups, ipg, journal, meta);
+            }
+        }
+    };
+    plan.blocks = blocks;
+    plan.groups = groups;
+    plan.inodes_per_group = ipg as u32;
+    plan.gdt_blocks = g.gdt_blocks(groups);
+    plan.meta_start = data.end;
+    plan.block_bitmaps = data.end;
+    plan.inode_bitmaps = plan.block_bitmaps + groups;
+    plan.inode_tables = plan.inode_bitmaps + groups;
+    let mut next = plan.inode_tables + groups * ipg / ipb;
+    if journal > 0 {
+        plan.journal = (next, journal);
+        next += journal + extent::blocks_needed(g.bs(), extent::contiguous(0, 0, journal).len());
     }
     for p in plan.inodes.iter_mut().flatten() {
         if p.nblocks > 0 {
             p.first_block = next;
-            next += p.nblocks + extent::blocks_needed(extent::contiguous(0, 0, p.nblocks).len());
+            next += p.nblocks
+                + extent::blocks_needed(g.bs(), extent::contiguous(0, 0, p.nblocks).len());
         }
     }
     for x in &mut plan.xattr_blocks {
         x.block = next;
         next += 1;
     }
-    plan.data_start = next;
-    Ok(plan)
+    plan.trees_start = next;
+    plan.meta_end = next + data.tree_blocks;
+    debug_assert_eq!(plan.meta_end, data.end + meta_blocks);
+    Ok(())
 }
 
 fn inode_slots(tree: &Tree) -> usize {
@@ -386,7 +501,7 @@ fn place_xattrs(tree: &Tree, plan: &mut Plan) -> Result<(), Ext4Error> {
             XattrPlace::None
         } else if xattr::fits_inline(&attrs) {
             XattrPlace::Inline(attrs)
-        } else if xattr::fits_block(&attrs) {
+        } else if xattr::fits_block(plan.geometry.bs(), &attrs) {
             let idx = match shared.get(&attrs) {
                 Some(&i) if plan.xattr_blocks[i].refcount < xattr::MAX_REFCOUNT => i,
                 _ => {
@@ -405,91 +520,12 @@ fn place_xattrs(tree: &Tree, plan: &mut Plan) -> Result<(), Ext4Error> {
             return Err(Ext4Error::XattrTooLarge {
                 path: path_of(tree, node),
                 bytes: xattr::bytes(&attrs),
+                block_size: plan.geometry.block_size,
             });
         };
         plan.inodes[ino].as_mut().expect("checked above").xattrs = place;
     }
     plan.dropped_xattrs = dropped;
-    Ok(())
-}
-
-/// Chooses size, groups and inode counts and places the metadata.
-fn geometry(
-    plan: &mut Plan,
-    opts: &Ext4Options,
-    mut pre_data: u64,
-    data_bound: u64,
-) -> Result<(), Ext4Error> {
-    let used = u64::from(plan.max_ino());
-    let content = (pre_data + data_bound) * BLOCK_SIZE + used * INODE_SIZE;
-    let size = match opts.size {
-        Some(s) => s,
-        None => {
-            let s = (content + content / 4 + 64 * MIB).div_ceil(MIB) * MIB;
-            // Enough groups that the default inode count fits 32768 inodes per group.
-            let inodes = opts.inodes.map_or(used + used / 4 + 64, u64::from);
-            let s = s.max(inodes.div_ceil(BLOCKS_PER_GROUP) * BLOCKS_PER_GROUP * BLOCK_SIZE);
-            if opts.journal {
-                s + super::journal::default_blocks(s / BLOCK_SIZE) * BLOCK_SIZE
-            } else {
-                s
-            }
-        }
-    };
-    let blocks = size / BLOCK_SIZE;
-    if blocks < 64 {
-        return Err(Ext4Error::Option {
-            option: "size",
-            reason: "smaller than 256 KiB",
-        });
-    }
-    if blocks > u64::from(u32::MAX) {
-        return Err(Ext4Error::Option {
-            option: "size",
-            reason: "larger than 16 TiB",
-        });
-    }
-    if opts.inode_ratio < 1024 {
-        return Err(Ext4Error::Option {
-            option: "inode_ratio",
-            reason: "below 1024 bytes per inode",
-        });
-    }
-    let groups = blocks.div_ceil(BLOCKS_PER_GROUP);
-    let wanted = match opts.inodes {
-        Some(n) => u64::from(n),
-        None => (size / opts.inode_ratio).max(used + used / 4 + 64),
-    };
-    let per_block = BLOCK_SIZE / INODE_SIZE;
-    let mut ipg = wanted.div_ceil(groups).div_ceil(per_block) * per_block;
-    if opts.inodes.is_none() {
-        ipg = ipg.min(BLOCKS_PER_GROUP);
-    }
-    let ipg = ipg.max(per_block);
-    if ipg > BLOCKS_PER_GROUP || ipg * groups < used || ipg * groups > u64::from(u32::MAX) {
-        return Err(Ext4Error::Inodes {
-            inodes: wanted,
-            used,
-            groups,
-        });
-    }
-    plan.blocks = blocks;
-    plan.groups = groups;
-    plan.inodes_per_group = ipg as u32;
-    plan.gdt_blocks = (groups * super::group::DESC_SIZE as u64).div_ceil(BLOCK_SIZE);
-    plan.block_bitmaps = 1 + plan.gdt_blocks;
-    plan.inode_bitmaps = plan.block_bitmaps + groups;
-    plan.inode_tables = plan.inode_bitmaps + groups;
-    plan.meta_end = plan.inode_tables + groups * ipg / per_block;
-    if opts.journal {
-        let j = super::journal::default_blocks(blocks);
-        plan.journal.1 = j;
-        pre_data += j + extent::blocks_needed(extent::contiguous(0, 0, j).len());
-    }
-    let needed = (plan.meta_end + pre_data + data_bound) * BLOCK_SIZE;
-    if needed > blocks * BLOCK_SIZE {
-        return Err(Ext4Error::NoSpace { needed, size });
-    }
     Ok(())
 }
 
@@ -527,10 +563,26 @@ mod tests {
         t
     }
 
+    fn g4() -> Geometry {
+        Geometry::new(4096).unwrap()
+    }
+
+    fn placed(t: &Tree, opts: &Ext4Options, data: DataSummary) -> Result<Plan, Ext4Error> {
+        let mut p = number(t, opts, g4())?;
+        place(&mut p, opts, &data)?;
+        Ok(p)
+    }
+
+    const DATA: DataSummary = DataSummary {
+        end: 10,
+        used: 3,
+        tree_blocks: 0,
+    };
+
     #[test]
     fn numbering_is_breadth_first_and_links_share() {
         let t = tree();
-        let p = plan(&t, &Ext4Options::default()).unwrap();
+        let p = placed(&t, &Ext4Options::default(), DATA).unwrap();
         // root 2, lost+found 11, then "a" (the file) 12, "b" 13; b/f is the same inode as a.
         assert_eq!(p.max_ino(), 13);
         let a = t.lookup(t.root(), b"a").unwrap();
@@ -540,7 +592,29 @@ mod tests {
         let names: Vec<&[u8]> = p.dir_entries(&t, ROOT_INO).iter().map(|e| e.1).collect();
         assert_eq!(names, [&b"."[..], b"..", b"a", b"b", b"lost+found"]);
         assert_eq!(p.time, 9, "newest mtime");
-        assert!(p.data_start > p.meta_end);
+        assert_eq!(p.meta_start, 10, "metadata follows the data");
+        assert_eq!(p.block_bitmaps, 10);
+        assert!(p.meta_end > p.inode_tables && p.meta_end <= p.blocks);
+        assert_eq!(p.inodes[LPF_INO as usize].as_ref().unwrap().nblocks, 4);
+        let mut small = number(&t, &Ext4Options::default(), Geometry::new(1024).unwrap()).unwrap();
+        assert_eq!(small.inodes[LPF_INO as usize].as_ref().unwrap().nblocks, 16);
+        place(&mut small, &Ext4Options::default(), &DATA).unwrap();
+        assert_eq!(small.geometry.blocks_per_group, 8192);
+    }
+
+    #[test]
+    fn default_size_leaves_headroom_past_the_metadata() {
+        let t = tree();
+        let data = DataSummary {
+            end: 100_000,
+            used: 50_000,
+            tree_blocks: 2,
+        };
+        let p = placed(&t, &Ext4Options::default(), data).unwrap();
+        let free = p.blocks - p.meta_end;
+        assert!(free * 4096 >= 64 << 20, "64 MiB of headroom at least");
+        assert!(p.blocks * 4096 % (1 << 20) == 0, "whole MiB");
+        assert_eq!(p.meta_end - p.trees_start, 2);
     }
 
     #[test]
@@ -550,23 +624,37 @@ mod tests {
             size: Some(64 * 4096),
             ..Ext4Options::default()
         };
-        assert!(plan(&t, &small).is_ok());
+        assert!(placed(&t, &small, DATA).is_ok());
         let tiny = Ext4Options {
             size: Some(4096),
             ..Ext4Options::default()
         };
-        assert!(matches!(plan(&t, &tiny), Err(Ext4Error::Option { .. })));
+        assert!(matches!(
+            placed(&t, &tiny, DATA),
+            Err(Ext4Error::Option { .. })
+        ));
         let few = Ext4Options {
             inodes: Some(u32::MAX),
             size: Some(1 << 30),
             ..Ext4Options::default()
         };
-        assert!(matches!(plan(&t, &few), Err(Ext4Error::Inodes { .. })));
+        assert!(matches!(
+            placed(&t, &few, DATA),
+            Err(Ext4Error::Inodes { .. })
+        ));
         let journal = Ext4Options {
             size: Some(64 * 4096),
             journal: true,
             ..Ext4Options::default()
         };
-        assert!(matches!(plan(&t, &journal), Err(Ext4Error::NoSpace { .. })));
+        assert!(matches!(
+            placed(&t, &journal, DATA),
+            Err(Ext4Error::NoSpace { .. })
+        ));
+        let full = DataSummary { end: 60, ..DATA };
+        assert!(matches!(
+            placed(&t, &small, full),
+            Err(Ext4Error::NoSpace { .. })
+        ));
     }
 }

@@ -1,42 +1,56 @@
-//! The final metadata: block and inode bitmaps, group descriptors and the superblock, written
-//! last (positioned writes at the start of the image) once the data pass knows how many blocks
-//! are in use.
+//! The group metadata: block and inode bitmaps and descriptors, computed once every block in
+//! use is known; descriptors and the superblock are written last, at the start of the image.
 //!
 //! Spec: <https://www.kernel.org/doc/html/latest/filesystems/ext4/globals.html>
 //!
 //! ```text
-//! block 0: [1024 zero bytes][superblock 1024 B][zeros]   block 1..: descriptors (32 B each)
-//! then block bitmaps (1 per group) | inode bitmaps (1 per group)
-//! all-zero bitmap blocks are left as holes
+//! byte 1024: superblock (1024 B)     block gdt_start..: descriptors (32 B each)
+//! after the data: block bitmaps (1 per group) | inode bitmaps (1 per group)
+//! block bitmap of group g: the runs in use that overlap [group_first(g), + valid), padding
+//! past the filesystem's last block set; inode bitmap: inodes 1..=max_ino set, padding set
 //! ```
 //!
 //! UUID and directory hash seed are derived from `Ext4Options::seed` (sha256 with a tag) unless
 //! a UUID is given, so the same tree and options give the same bytes.
 
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-
 use sha2::{Digest as _, Sha256};
 
-use super::bitmap::{self, prefix_bitmap};
+use super::bitmap;
 use super::csum;
 use super::group::{self, GroupDesc};
 use super::layout::Plan;
 use super::superblock::Superblock;
 use super::writer::{Blocks, journal_tree};
-use super::{BLOCK_SIZE, BLOCKS_PER_GROUP, Ext4Error, Ext4Options, Ext4Report, INODE_SIZE};
+use super::{Ext4Error, Ext4Options};
 use crate::layers::tree::Tree;
 
-pub(super) fn write_metadata(
+/// The bitmaps and descriptors of every group.
+pub(super) struct GroupMeta {
+    /// One block bitmap per group.
+    pub block_bitmaps: Vec<Vec<u8>>,
+    /// One inode bitmap per group.
+    pub inode_bitmaps: Vec<Vec<u8>>,
+    /// The descriptors (bitmap checksums filled in with `metadata_csum`).
+    pub descs: Vec<GroupDesc>,
+    /// Free blocks in all groups.
+    pub free_blocks: u64,
+    /// Free inodes in all groups.
+    pub free_inodes: u64,
+}
+
+/// Bitmaps and descriptors from the blocks in `used` (sorted, merged `(start, len)` runs)
+/// and the inodes `1..=max_ino`.
+pub(super) fn group_meta(
     tree: &Tree,
     plan: &Plan,
-    opts: &Ext4Options,
-    used_blocks: u64,
-    w: &mut Blocks<'_>,
-) -> Result<Ext4Report, Ext4Error> {
+    used: &[(u64, u64)],
+    seed: Option<u32>,
+) -> GroupMeta {
+    let g = plan.geometry;
+    let bs = g.bs();
     let ipg = u64::from(plan.inodes_per_group);
+    let ipb = g.inodes_per_block();
     let max_ino = u64::from(plan.max_ino());
-    let mut descs = Vec::with_capacity(plan.groups as usize);
     let mut dirs = vec![0u16; plan.groups as usize];
     for (ino, p) in plan.inodes.iter().enumerate() {
         let is_dir = p
@@ -46,64 +60,82 @@ pub(super) fn write_metadata(
             dirs[(ino as u64 - 1).div_euclid(ipg) as usize] += 1;
         }
     }
-    let (mut bmaps, mut imaps) = (Vec::new(), Vec::new());
-    let (mut free_blocks, mut free_inodes) = (0u64, 0u64);
-    for g in 0..plan.groups {
-        let first = g * BLOCKS_PER_GROUP;
-        let valid = (plan.blocks - first).min(BLOCKS_PER_GROUP);
-        let used = used_blocks.saturating_sub(first).min(valid);
-        let iused = max_ino.saturating_sub(g * ipg).min(ipg);
-        bmaps.push(prefix_bitmap(used as usize, valid as usize));
-        imaps.push(prefix_bitmap(iused as usize, ipg as usize));
-        free_blocks += valid - used;
-        free_inodes += ipg - iused;
-        descs.push(GroupDesc {
-            block_bitmap: (plan.block_bitmaps + g) as u32,
-            inode_bitmap: (plan.inode_bitmaps + g) as u32,
-            inode_table: (plan.inode_tables + g * ipg / (BLOCK_SIZE / INODE_SIZE)) as u32,
-            free_blocks: (valid - used) as u16,
+    let mut meta = GroupMeta {
+        block_bitmaps: Vec::with_capacity(plan.groups as usize),
+        inode_bitmaps: Vec::with_capacity(plan.groups as usize),
+        descs: Vec::with_capacity(plan.groups as usize),
+        free_blocks: 0,
+        free_inodes: 0,
+    };
+    let mut r = 0usize;
+    for grp in 0..plan.groups {
+        let first = g.group_first(grp);
+        let valid = (plan.blocks - first).min(g.blocks_per_group);
+        let end = first + valid;
+        let mut bmap = bitmap::padded(bs, valid as usize);
+        // runs are sorted: skip those that end before this group, mark the overlapping ones
+        while r < used.len() && used[r].0 + used[r].1 <= first {
+            r += 1;
+        }
+        let mut k = r;
+        while k < used.len() && used[k].0 < end {
+            let (s, l) = used[k];
+            let a = s.max(first) - first;
+            let b = (s + l).min(end) - first;
+            bitmap::set_range(&mut bmap, a as usize, b as usize);
+            k += 1;
+        }
+        let used_blocks = bitmap::count_set(&bmap, valid as usize);
+        let iused = max_ino.saturating_sub(grp * ipg).min(ipg);
+        let imap = bitmap::prefix(bs, iused as usize, ipg as usize);
+        let free = valid - used_blocks as u64;
+        meta.free_blocks += free;
+        meta.free_inodes += ipg - iused;
+        let mut d = GroupDesc {
+            block_bitmap: (plan.block_bitmaps + grp) as u32,
+            inode_bitmap: (plan.inode_bitmaps + grp) as u32,
+            inode_table: (plan.inode_tables + grp * ipg / ipb) as u32,
+            free_blocks: free as u16,
             free_inodes: (ipg - iused) as u16,
-            used_dirs: dirs[g as usize],
+            used_dirs: dirs[grp as usize],
             block_bitmap_csum: 0,
             inode_bitmap_csum: 0,
-        });
-    }
-    let ioerr = |path: &PathBuf| {
-        let path = path.clone();
-        move |source| Ext4Error::Io { path, source }
-    };
-    for (start, maps) in [(plan.block_bitmaps, &bmaps), (plan.inode_bitmaps, &imaps)] {
-        for (g, m) in maps.iter().enumerate() {
-            if m.iter().any(|&b| b != 0) {
-                w.file
-                    .write_all_at(m, (start + g as u64) * BLOCK_SIZE)
-                    .map_err(ioerr(&w.path))?;
-                w.written += BLOCK_SIZE;
-            }
+        };
+        if let Some(s) = seed {
+            d.block_bitmap_csum =
+                csum::crc32c(s, &bmap[..(g.blocks_per_group / 8) as usize]) as u16;
+            d.inode_bitmap_csum = csum::crc32c(s, &imap[..(ipg / 8) as usize]) as u16;
         }
+        meta.block_bitmaps.push(bmap);
+        meta.inode_bitmaps.push(imap);
+        meta.descs.push(d);
     }
+    meta
+}
+
+/// Writes the descriptor table and the superblock.
+pub(super) fn write_tables(
+    plan: &Plan,
+    opts: &Ext4Options,
+    groups: &GroupMeta,
+    w: &mut Blocks<'_>,
+) -> Result<(), Ext4Error> {
+    let g = plan.geometry;
     let (uuid, hash_seed) = derive_ids(opts);
     let seed = opts.metadata_csum.then(|| csum::crc32c(!0, &uuid));
-    if let Some(s) = seed {
-        for (g, d) in descs.iter_mut().enumerate() {
-            d.block_bitmap_csum = csum::crc32c(s, &bmaps[g]) as u16;
-            d.inode_bitmap_csum = csum::crc32c(s, &imaps[g][..(ipg / 8) as usize]) as u16;
-        }
-    }
-    let table = group::encode_table(&descs, seed);
-    w.file
-        .write_all_at(&table, BLOCK_SIZE)
-        .map_err(ioerr(&w.path))?;
-    w.written += table.len() as u64;
+    let table = group::encode_table(g.bs(), &groups.descs, seed);
+    w.write_at(&table, g.bytes(g.gdt_start()))?;
 
     let mut label = [0u8; 16];
     let l = opts.label.len().min(16);
     label[..l].copy_from_slice(&opts.label[..l]);
+    let ipg = u64::from(plan.inodes_per_group);
     let sb = Superblock {
+        geometry: g,
         inodes_count: (ipg * plan.groups) as u32,
         blocks_count: plan.blocks,
-        free_blocks,
-        free_inodes: free_inodes as u32,
+        free_blocks: groups.free_blocks,
+        free_inodes: groups.free_inodes as u32,
         inodes_per_group: ipg as u32,
         log_groups_per_flex: log_groups_per_flex(plan.groups),
         uuid,
@@ -112,21 +144,9 @@ pub(super) fn write_metadata(
         time: plan.time,
         metadata_csum: opts.metadata_csum,
         journal: (plan.journal.1 > 0)
-            .then(|| (journal_tree(plan).root, plan.journal.1 * BLOCK_SIZE)),
+            .then(|| (journal_tree(plan).root, plan.journal.1 * g.block_size)),
     };
-    w.file
-        .write_all_at(&sb.encode(), 1024)
-        .map_err(ioerr(&w.path))?;
-    w.written += BLOCK_SIZE;
-    debug_assert!(bitmap::BITS as u64 == BLOCKS_PER_GROUP);
-    Ok(Ext4Report {
-        blocks: plan.blocks,
-        free_blocks,
-        inodes: ipg * plan.groups,
-        used_inodes: max_ino,
-        bytes_written: w.written,
-        dropped_xattrs: plan.dropped_xattrs,
-    })
+    w.write_at(&sb.encode(), 1024)
 }
 
 /// All groups form one flex group (their metadata is packed at the start).

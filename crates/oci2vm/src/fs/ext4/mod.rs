@@ -1,27 +1,32 @@
-//! Our own ext4 writer: merged tree + spool -> `rootfs.ext4`, with no root, no mount and no
-//! loop device. The output mounts read-write on Linux and passes `e2fsck -fn`.
+//! Our own ext4 writer: merged tree + file data -> `rootfs.ext4`, with no root, no mount and
+//! no loop device. The output mounts read-write on Linux and passes `e2fsck -fn`.
 //!
 //! Format reference: <https://www.kernel.org/doc/html/latest/filesystems/ext4/>.
 //!
 //! ```text
-//! block 0          1..          ..         ..          ..                         ..
-//! +----------+-----------+-----------+-----------+--------------+----------+---------+--------+
-//! |superblock|group descs|block bmaps|inode bmaps|inode tables  |dirs,links|file data|extent  | free...
-//! |@1024     |(32 B each)|(1/group)  |(1/group)  |(all groups)  |xattr blks|(inode   |index   |
-//! +----------+-----------+-----------+-----------+--------------+----------+ order)  +--------+
+//! block 0 (+1)  gdt      reserve    data start                        data end        meta end
+//! +-----------+--------+---------+---------------------------------+---------------+-------+
+//! |superblock |group   |(free:   | file data, in the order it was   | bitmaps, inode| free  |
+//! |@1024 bytes|descs   | room for| placed: streamed while the layers| tables, dirs, | ...   |
+//! |           |(32 B)  | growth) | were read, or copied; zero blocks| symlinks,     |       |
+//! |           |        |         | and dead files are holes (free)  | xattr + extent|       |
+//! +-----------+--------+---------+---------------------------------+  tree blocks  +-------+
 //! ```
 //!
-//! Everything the tree needs is allocated as one contiguous prefix of the device (flex_bg lets
-//! all bitmaps and inode tables sit at the start); the rest is free space for the VM. The plan
-//! is computed from the final tree first ([`layout`]), then [`writer`] makes one pass: the
-//! directory/symlink/xattr region, then file data straight from the spool (all-zero 4 KiB blocks
-//! become holes), then extent index blocks, and finally inode tables, bitmaps, descriptors and
-//! the superblock. See `docs/ext4.md` for the feature set and the sizing formula.
+//! File data comes first so that it can be written once, straight into its final blocks,
+//! while the layers are decompressed ([`Ext4Image::sink`], a [`BlockSink`](crate::layers::BlockSink));
+//! whatever the tree holds elsewhere (a spool, memory) is copied in by [`Ext4Image::finish`].
+//! Everything else is computed from the final tree at the end ([`layout`]) and written after
+//! the data in one pass ([`writer`]); `flex_bg` lets all bitmaps and inode tables sit there.
+//! Blocks of data that the final tree no longer references (overwritten or whited-out files)
+//! are punched out of the file and left free. See `docs/ext4.md` for the feature set and the
+//! sizing rules.
 
 mod bitmap;
 mod csum;
 mod dir;
 mod extent;
+mod geometry;
 mod group;
 mod htree;
 mod inode;
@@ -34,21 +39,22 @@ mod xattr;
 
 use std::path::PathBuf;
 
-pub use writer::write_ext4;
+pub use geometry::{Geometry, SMALL_FS, auto_block_size};
+pub use writer::{Ext4Image, write_ext4};
 
-/// Filesystem block size (fixed).
-pub const BLOCK_SIZE: u64 = 4096;
 /// On-disk inode size (fixed).
 pub const INODE_SIZE: u64 = 256;
-/// Blocks per block group (one bitmap block of 4 KiB covers 32768 blocks).
-pub const BLOCKS_PER_GROUP: u64 = 32768;
 
-/// Options for [`write_ext4`].
+/// Options for [`write_ext4`] and [`Ext4Image`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ext4Options {
-    /// Filesystem size in bytes (rounded down to 4 KiB). `None`: content + headroom
-    /// (`content * 5/4 + 64 MiB`, rounded up to 1 MiB).
+    /// Filesystem size in bytes (rounded down to whole blocks). `None`: what is used + 25 % of
+    /// the content + 64 MiB, rounded up to 1 MiB.
     pub size: Option<u64>,
+    /// Block size: 1024, 2048 or 4096. `None`: [`auto_block_size`] of the expected size (1 KiB
+    /// below 512 MiB), and 4 KiB whenever the tree needs it (a symlink target or an xattr set
+    /// that does not fit a smaller block).
+    pub block_size: Option<u32>,
     /// Total inode count. `None`: `size / inode_ratio`, but at least `used * 5/4 + 64`.
     pub inodes: Option<u32>,
     /// Bytes of filesystem per inode when `inodes` is not given (default 16 KiB).
@@ -74,6 +80,7 @@ impl Default for Ext4Options {
     fn default() -> Self {
         Ext4Options {
             size: None,
+            block_size: None,
             inodes: None,
             inode_ratio: 16 * 1024,
             uuid: None,
@@ -90,7 +97,9 @@ impl Default for Ext4Options {
 /// What [`write_ext4`] produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Ext4Report {
-    /// Total blocks of 4 KiB.
+    /// Block size in bytes.
+    pub block_size: u32,
+    /// Total blocks.
     pub blocks: u64,
     /// Free blocks.
     pub free_blocks: u64,
@@ -98,8 +107,13 @@ pub struct Ext4Report {
     pub inodes: u64,
     /// Inodes in use (including the reserved inodes 1-10).
     pub used_inodes: u64,
-    /// Bytes actually written (the rest of the image is holes).
+    /// Bytes written by the final pass (metadata, copied data); data placed while the layers
+    /// streamed is not counted.
     pub bytes_written: u64,
+    /// Blocks of file data (all files, holes excluded).
+    pub data_blocks: u64,
+    /// Blocks written while streaming that no file in the final tree uses (freed, punched).
+    pub dead_blocks: u64,
     /// Extended attributes dropped because ext4 has no namespace for them.
     pub dropped_xattrs: u64,
 }
@@ -142,21 +156,25 @@ pub enum Ext4Error {
         /// Link count.
         nlink: u32,
     },
-    /// A symlink target is empty or longer than a block.
-    #[error("symlink target of {path} has unsupported length {len}")]
+    /// A symlink target is empty or not shorter than a block.
+    #[error("symlink target of {path} has unsupported length {len} (block size {block_size})")]
     Symlink {
         /// The link's path.
         path: String,
         /// Target length.
         len: usize,
+        /// The block size.
+        block_size: u64,
     },
     /// The extended attributes of an inode do not fit in the inode and one block.
-    #[error("extended attributes of {path} do not fit ({bytes} bytes)")]
+    #[error("extended attributes of {path} do not fit ({bytes} bytes, block size {block_size})")]
     XattrTooLarge {
         /// The inode's path.
         path: String,
         /// Bytes needed.
         bytes: usize,
+        /// The block size.
+        block_size: u64,
     },
     /// A POSIX ACL xattr value is malformed.
     #[error("malformed posix acl {name} on {path}")]
@@ -165,6 +183,14 @@ pub enum Ext4Error {
         path: String,
         /// The xattr name.
         name: String,
+    },
+    /// A file is larger than ext4 can map with this block size (2^32 blocks).
+    #[error("{path} is larger than the filesystem can hold ({max} bytes)")]
+    FileTooLarge {
+        /// The file's path.
+        path: String,
+        /// The largest file size.
+        max: u64,
     },
     /// A file's content could not be read from the spool.
     #[error("reading content of {path}")]
@@ -194,6 +220,7 @@ impl crate::error::Classify for Ext4Error {
                 ErrorKind::InvalidInput
             }
             Ext4Error::TooManyLinks { .. }
+            | Ext4Error::FileTooLarge { .. }
             | Ext4Error::Symlink { .. }
             | Ext4Error::XattrTooLarge { .. }
             | Ext4Error::Acl { .. } => ErrorKind::Unsupported,

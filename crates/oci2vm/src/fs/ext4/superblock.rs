@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! 0x000 s_inodes_count        0x004 s_blocks_count_lo   0x008 s_r_blocks_count_lo
-//! 0x00C s_free_blocks_count   0x010 s_free_inodes_count 0x014 s_first_data_block (0)
-//! 0x018 s_log_block_size (2)  0x01C s_log_cluster_size  0x020 s_blocks_per_group
+//! 0x00C s_free_blocks_count   0x010 s_free_inodes_count 0x014 s_first_data_block (1 for
+//! 0x018 s_log_block_size      0x01C s_log_cluster_size        1 KiB blocks, else 0)
+//!       (block size = 1024 << log)                    0x020 s_blocks_per_group (8 x bs)
 //! 0x024 s_clusters_per_group  0x028 s_inodes_per_group  0x02C s_mtime  0x030 s_wtime
 //! 0x034 s_mnt_count u16       0x036 s_max_mnt_count u16 0x038 s_magic 0xEF53 u16
 //! 0x03A s_state u16 (1 clean) 0x03C s_errors u16        0x040 s_lastcheck
@@ -50,6 +51,8 @@ pub const RO_COMPAT_EXTRA_ISIZE: u32 = 0x40;
 /// Everything the superblock records, computed by the layout.
 #[derive(Debug, Clone)]
 pub struct Superblock {
+    /// Block size, group size and first data block.
+    pub geometry: super::Geometry,
     /// Total inodes.
     pub inodes_count: u32,
     /// Total blocks.
@@ -84,11 +87,12 @@ impl Superblock {
         put32(&mut b, 0x04, self.blocks_count as u32);
         put32(&mut b, 0x0C, self.free_blocks as u32);
         put32(&mut b, 0x10, self.free_inodes);
-        put32(&mut b, 0x14, 0); // first data block
-        put32(&mut b, 0x18, 2); // 1024 << 2 = 4096
-        put32(&mut b, 0x1C, 2);
-        put32(&mut b, 0x20, super::BLOCKS_PER_GROUP as u32);
-        put32(&mut b, 0x24, super::BLOCKS_PER_GROUP as u32);
+        let g = &self.geometry;
+        put32(&mut b, 0x14, g.first_data_block as u32);
+        put32(&mut b, 0x18, g.log_block_size()); // block size = 1024 << log
+        put32(&mut b, 0x1C, g.log_block_size());
+        put32(&mut b, 0x20, g.blocks_per_group as u32);
+        put32(&mut b, 0x24, g.blocks_per_group as u32);
         put32(&mut b, 0x28, self.inodes_per_group);
         let (t_lo, t_hi) = (self.time as u32, ((self.time >> 32) & 0xff) as u8);
         put32(&mut b, 0x30, t_lo); // s_wtime
@@ -163,6 +167,7 @@ mod tests {
     #[test]
     fn encodes_magic_counts_and_features() {
         let sb = Superblock {
+            geometry: crate::fs::ext4::Geometry::new(4096).unwrap(),
             inodes_count: 1024,
             blocks_count: 0x1_0000_0010,
             free_blocks: 5,
@@ -188,5 +193,15 @@ mod tests {
         assert_eq!(b[0x274], 1);
         let ro = u32::from_le_bytes(b[0x64..0x68].try_into().unwrap());
         assert_eq!(ro & 0x1000, 0, "never the read-only bit");
+        assert_eq!(&b[0x14..0x1C], &[0, 0, 0, 0, 2, 0, 0, 0]);
+        let small = Superblock {
+            geometry: crate::fs::ext4::Geometry::new(1024).unwrap(),
+            ..sb
+        }
+        .encode();
+        assert_eq!(
+            &small[0x14..0x24],
+            &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0]
+        );
     }
 }

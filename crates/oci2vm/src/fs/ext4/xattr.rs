@@ -3,7 +3,7 @@
 //! Spec: <https://www.kernel.org/doc/html/latest/filesystems/ext4/attributes.html>
 //!
 //! ```text
-//! in-inode (after i_extra_isize, 92 usable bytes here)   xattr block (4096 bytes)
+//! in-inode (after i_extra_isize, 92 usable bytes here)   xattr block (one fs block)
 //! +-------------------+                                  +-------------------------------+
 //! | magic 0xEA020000  |                                  | h_magic 0xEA020000 h_refcount |
 //! +-------------------+ <- value offsets count from here | h_blocks 1 h_hash h_checksum  |
@@ -137,8 +137,8 @@ pub fn fits_inline(attrs: &[Attr]) -> bool {
 }
 
 /// Does the set fit in one block?
-pub fn fits_block(attrs: &[Attr]) -> bool {
-    bytes(attrs) + BLOCK_HEADER <= super::BLOCK_SIZE as usize
+pub fn fits_block(bs: usize, attrs: &[Attr]) -> bool {
+    bytes(attrs) + BLOCK_HEADER <= bs
 }
 
 /// The entry hash (`ext4_xattr_hash_entry`, unsigned name bytes).
@@ -190,8 +190,8 @@ pub fn encode_inline(attrs: &[Attr], area: &mut [u8]) {
 }
 
 /// Encodes an xattr block shared by `refcount` inodes.
-pub fn encode_block(attrs: &[Attr], refcount: u32) -> Vec<u8> {
-    let mut b = vec![0u8; super::BLOCK_SIZE as usize];
+pub fn encode_block(bs: usize, attrs: &[Attr], refcount: u32) -> Vec<u8> {
+    let mut b = vec![0u8; bs];
     let hashes = encode_entries(attrs, &mut b[BLOCK_HEADER..], BLOCK_HEADER);
     let mut h = 0u32;
     for eh in hashes {
@@ -268,8 +268,9 @@ mod tests {
         assert_eq!(&area[4 + offs..4 + offs + 5], b"value");
         let big = set(&[("user.big", &[7u8; 3000])]);
         let a = prepare(&big, &|| "p".into(), &mut 0).unwrap();
-        assert!(!fits_inline(&a) && fits_block(&a));
-        let b = encode_block(&a, 3);
+        assert!(!fits_inline(&a) && fits_block(4096, &a));
+        assert!(!fits_block(1024, &a));
+        let b = encode_block(4096, &a, 3);
         let offs = usize::from(u16::from_le_bytes([b[34], b[35]]));
         assert_eq!(&b[offs..offs + 3000], &[7u8; 3000][..]);
         assert_eq!(&b[4..8], &3u32.to_le_bytes());
