@@ -214,3 +214,109 @@ fn bad_sources_and_stdout_misuse_exit_with_their_codes() {
             .code(2);
     }
 }
+
+/// The store's layer blob of `name` (the image has one layer).
+fn stored_layer(store: &Path, fx: &Path, name: &str) -> std::path::PathBuf {
+    let layout = fx.join("oci").join(name);
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let index = json(&layout.join("index.json"));
+    let m = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = json(&layout.join("blobs/sha256").join(&m["sha256:".len()..]));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    store.join("blobs/sha256").join(&layer["sha256:".len()..])
+}
+
+#[test]
+fn a_corrupt_stored_layer_is_a_digest_mismatch_and_is_fetched_again() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    for format in ["ext4", "tar"] {
+        let out = tmp.path().join(format!("bb.{format}"));
+        oci2vm(&store)
+            .args(["convert", &src(&fx, "busybox"), "-f", format, "-o"])
+            .arg(&out)
+            .assert()
+            .success();
+        std::fs::remove_file(&out).unwrap();
+        // same size, different bytes in the middle of the compressed stream
+        let blob = stored_layer(&store, &fx, "busybox");
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&blob, &bytes).unwrap();
+        let run = oci2vm(&store)
+            .args(["convert", &src(&fx, "busybox"), "-f", format, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(5), "{format}: {err}");
+        assert!(err.contains("corrupt"), "{format}: {err}");
+        assert!(
+            !out.exists(),
+            "{format}: output written from a corrupt blob"
+        );
+        assert!(!blob.exists(), "{format}: corrupt blob kept in the store");
+        oci2vm(&store)
+            .args(["convert", &src(&fx, "busybox"), "-f", format, "-o"])
+            .arg(&out)
+            .assert()
+            .success();
+    }
+}
+
+#[test]
+fn ext4_block_size_is_chosen_or_taken() {
+    let Some(fx) = fixtures() else { return };
+    if !tool("dumpe2fs") || !tool("e2fsck") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let block_size = |img: &Path| -> String {
+        let out = Std::new("dumpe2fs").arg("-h").arg(img).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("Block size:"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (arg, want) in [(None, "1024"), (Some("4096"), "4096"), (Some("2k"), "2048")] {
+        let img = tmp.path().join(format!("bb-{want}.ext4"));
+        let mut cmd = oci2vm(&store);
+        cmd.args(["convert", &src(&fx, "busybox"), "-f", "ext4", "-o"])
+            .arg(&img);
+        if let Some(a) = arg {
+            cmd.args(["--block-size", a]);
+        }
+        cmd.assert().success();
+        assert_eq!(block_size(&img), want, "{arg:?}");
+        let fsck = Std::new("e2fsck").arg("-fn").arg(&img).output().unwrap();
+        assert!(
+            fsck.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+    }
+    oci2vm(&store)
+        .args([
+            "convert",
+            &src(&fx, "busybox"),
+            "-f",
+            "ext4",
+            "--block-size",
+            "512",
+            "-o",
+        ])
+        .arg(tmp.path().join("bad.ext4"))
+        .assert()
+        .code(2);
+}

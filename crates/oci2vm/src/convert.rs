@@ -3,6 +3,9 @@
 //! ```text
 //! Reference --source::pull--> store (verified blobs) --open_blob--> layers::build_tree
 //!     --> Flattened { tree, spool } --> fs::{tar, dir, ext4, cpio} | assets::{lxc, nspawn}
+//! ext4:   layers::build_streamed (layer after layer) --BlockSink--> the image's data blocks
+//!     --> Flattened { tree, spool = the image } --> Ext4Image::finish (metadata)
+//! tar:    one layer --> layers::build_single --TarStream--> the output file
 //! ```
 //!
 //! Every stage below is a module with its own error type; this file only wires them. Outputs
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 use crate::assets;
 use crate::digest::Digest;
 use crate::error::{Classify, ErrorKind, Result};
-use crate::fs::ext4::{Ext4Options, Ext4Report};
+use crate::fs::ext4::{Ext4Image, Ext4Options, Ext4Report};
 use crate::fs::tar::TarStats;
 use crate::fs::tar_stream::TarStream;
 use crate::guest::image::ImageRuntime;
@@ -105,7 +108,7 @@ pub struct Flattened {
     pub spool: Spool,
     /// What the layer engine saw (warnings, sizes).
     pub report: Report,
-    _scratch: tempfile::TempDir,
+    _scratch: Option<tempfile::TempDir>,
 }
 
 /// Pulls `reference` into `store` (verifying every blob) and applies its layers in order.
@@ -115,7 +118,7 @@ pub fn flatten(
     opts: &FlattenOptions,
     remote: Option<&dyn RemoteFetcher>,
 ) -> Result<Flattened> {
-    let pulled = source::pull(reference, store, &opts.source, remote)?;
+    let pulled = source::pull_for_reading(reference, store, &opts.source, remote)?;
     let image = pulled.image;
     let scratch_parent = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = tempfile::Builder::new()
@@ -126,14 +129,99 @@ pub fn flatten(
             source,
         })?;
     let inputs = layer_inputs(store, &image)?;
-    let (tree, spool, report) = crate::layers::build_tree(inputs, &opts.apply, scratch.path())?;
+    let (tree, spool, report) = crate::layers::build_tree(inputs, &opts.apply, scratch.path())
+        .map_err(|e| recheck_blobs(store, &image, e.into()))?;
     Ok(Flattened {
         image,
         tree,
         spool,
         report,
-        _scratch: scratch,
+        _scratch: Some(scratch),
     })
+}
+
+/// What the layer data of `image` is expected to inflate to: three times its compressed size
+/// (typical of gzip-compressed root filesystems; the Debian fixture is 2.7). Only used to pick
+/// the block size and the descriptor reserve of an ext4 image before the layers are read.
+fn expected_content(image: &ResolvedImage) -> u64 {
+    image
+        .layers
+        .iter()
+        .map(|l| l.size)
+        .fold(0u64, u64::saturating_add)
+        .saturating_mul(3)
+}
+
+/// Pulls `reference` into `store` and writes its ext4 image to `out` in one pass over the
+/// layers: they are applied one after the other while they stream, and every file's data is
+/// written straight into its final blocks of the image (no spool, no copy). `options` gives
+/// the ext4 options for the resolved image; `prepare` may change the tree (guest config,
+/// volume directories) before the metadata is written. The image appears at `out` only when
+/// everything succeeded.
+pub fn flatten_to_ext4(
+    reference: &Reference,
+    store: &Store,
+    opts: &FlattenOptions,
+    remote: Option<&dyn RemoteFetcher>,
+    out: &Path,
+    options: impl FnOnce(&ResolvedImage) -> Ext4Options,
+    prepare: impl FnOnce(&mut Flattened) -> Result<()>,
+) -> Result<(Flattened, Ext4Report)> {
+    let pulled = source::pull_for_reading(reference, store, &opts.source, remote)?;
+    let image = pulled.image;
+    let ext4 = options(&image);
+    let target = Ext4Image::create(out, &ext4, expected_content(&image))?;
+    let inputs = layer_inputs(store, &image)?;
+    let mut spool = Spool::new();
+    let mut sink = target.sink(1);
+    let (tree, report) = crate::layers::build_streamed(inputs, &opts.apply, &mut sink)
+        .map_err(|e| recheck_blobs(store, &image, e.into()))?;
+    let segment = spool.add_segment(Segment::Blocks(sink.finish()?));
+    debug_assert_eq!(segment, 1);
+    let mut flat = Flattened {
+        image,
+        tree,
+        spool,
+        report,
+        _scratch: None,
+    };
+    prepare(&mut flat)?;
+    let written = target.finish(&flat.tree, &flat.spool)?;
+    Ok((flat, written))
+}
+
+/// After the layers of `image` failed to apply: when a stored layer blob turns out to be
+/// corrupt (it was not hashed before reading, see [`source::pull_for_reading`]), that is the
+/// error to report, and the blob is gone from the store so the next run fetches it again;
+/// otherwise the image itself is bad and `err` stands.
+fn recheck_blobs(store: &Store, image: &ResolvedImage, err: crate::Error) -> crate::Error {
+    for layer in &image.layers {
+        match store.verify_blob(&layer.digest, layer.size) {
+            Ok(true) => {}
+            Ok(false) => {
+                return crate::Error::new(
+                    ErrorKind::DigestMismatch,
+                    CorruptBlob {
+                        digest: layer.digest.clone(),
+                        source: err,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::warn!(digest = %layer.digest, error = %e, "re-checking a layer blob")
+            }
+        }
+    }
+    err
+}
+
+/// A stored layer blob did not hash to its digest.
+#[derive(Debug, thiserror::Error)]
+#[error("layer {digest}: the copy in the store is corrupt and was removed; run again to fetch it")]
+struct CorruptBlob {
+    digest: Digest,
+    #[source]
+    source: crate::Error,
 }
 
 /// The store blobs of `image`'s layers, bottom first.
@@ -163,7 +251,7 @@ pub fn flatten_to_tar(
     remote: Option<&dyn RemoteFetcher>,
     out: &Path,
 ) -> Result<(Report, TarStats)> {
-    let pulled = source::pull(reference, store, &opts.source, remote)?;
+    let pulled = source::pull_for_reading(reference, store, &opts.source, remote)?;
     let image = pulled.image;
     let mut inputs = layer_inputs(store, &image)?;
     if inputs.len() == 1
@@ -171,7 +259,8 @@ pub fn flatten_to_tar(
     {
         let mut spool = Spool::new();
         let mut stream = TarStream::create(out, &mut spool)?;
-        let (tree, report) = crate::layers::build_single(layer, &opts.apply, &mut stream)?;
+        let (tree, report) = crate::layers::build_single(layer, &opts.apply, &mut stream)
+            .map_err(|e| recheck_blobs(store, &image, e.into()))?;
         let stats = stream.finish(&tree, &spool)?;
         return Ok((report, stats));
     }
@@ -258,25 +347,9 @@ impl Flattened {
             .unwrap_or(0)
     }
 
-    /// ext4 options for this image: UUID and hash seed derived from the manifest digest,
-    /// timestamps from `SOURCE_DATE_EPOCH` when set (deterministic output).
+    /// ext4 options for this image (see [`ext4_options`]).
     pub fn ext4_options(&self, size: Option<u64>) -> Ext4Options {
-        let mut seed = [0u8; 16];
-        let d = Digest::sha256_of(self.image.manifest_digest.to_string().as_bytes());
-        for (i, pair) in d.hex().as_bytes().chunks(2).take(16).enumerate() {
-            let s = std::str::from_utf8(pair).unwrap_or("00");
-            seed[i] = u8::from_str_radix(s, 16).unwrap_or(0);
-        }
-        let label: Vec<u8> = b"oci2vm-root".to_vec();
-        Ext4Options {
-            size,
-            seed,
-            label,
-            timestamp: std::env::var("SOURCE_DATE_EPOCH")
-                .ok()
-                .and_then(|v| v.trim().parse().ok()),
-            ..Ext4Options::default()
-        }
+        ext4_options(&self.image, size)
     }
 
     /// Writes an ext4 image of the tree to `out` (atomically).
@@ -302,6 +375,26 @@ impl Flattened {
             crate::fs::cpio::write_cpio(&self.tree, &self.spool, w)?;
             Ok(())
         })
+    }
+}
+
+/// ext4 options for `image`: UUID and hash seed derived from the manifest digest, timestamps
+/// from `SOURCE_DATE_EPOCH` when set (deterministic output).
+pub fn ext4_options(image: &ResolvedImage, size: Option<u64>) -> Ext4Options {
+    let mut seed = [0u8; 16];
+    let d = Digest::sha256_of(image.manifest_digest.to_string().as_bytes());
+    for (i, pair) in d.hex().as_bytes().chunks(2).take(16).enumerate() {
+        let s = std::str::from_utf8(pair).unwrap_or("00");
+        seed[i] = u8::from_str_radix(s, 16).unwrap_or(0);
+    }
+    Ext4Options {
+        size,
+        seed,
+        label: b"oci2vm-root".to_vec(),
+        timestamp: std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+        ..Ext4Options::default()
     }
 }
 
@@ -343,11 +436,18 @@ pub fn cached_rootfs(
         path: dir.clone(),
         source,
     })?;
-    let mut flat = flatten(reference, store, opts, remote)?;
-    flat.create_volumes()?;
-    flat.embed_guest_config()?;
-    let ext4 = flat.ext4_options(size);
-    flat.write_ext4(&path, &ext4)?;
+    let (flat, _) = flatten_to_ext4(
+        reference,
+        store,
+        opts,
+        remote,
+        &path,
+        |image| ext4_options(image, size),
+        |flat| {
+            flat.create_volumes()?;
+            flat.embed_guest_config()
+        },
+    )?;
     Ok(CachedRootfs {
         image: flat.image,
         path,
@@ -402,7 +502,7 @@ fn create_volume_dirs(
 fn rootfs_key(image: &ResolvedImage, size: Option<u64>, epoch: Option<i64>) -> Digest {
     let text = crate::guest::image::guest_config(&guest_runtime(&image.config.runtime)).to_text();
     let key = format!(
-        "oci2vm {} rootfs v2\nmanifest {}\nsize {size:?}\nepoch {epoch:?}\nconfig {text}",
+        "oci2vm {} rootfs v3\nmanifest {}\nsize {size:?}\nepoch {epoch:?}\nconfig {text}",
         env!("CARGO_PKG_VERSION"),
         image.manifest_digest,
     );

@@ -47,12 +47,16 @@ pub struct ConvertArgs {
     /// Output file (`-` for stdout with tar and cpio) or directory.
     #[arg(long, short = 'o', value_name = "PATH")]
     pub output: PathBuf,
-    /// ext4: filesystem size, e.g. 2G [default: content * 1.25 + 64 MiB].
+    /// ext4: filesystem size, e.g. 2G [default: what the image uses + 25% of its content + 64 MiB].
     #[arg(long, value_parser = parse_size)]
     pub size: Option<u64>,
     /// ext4: number of inodes [default: one per 16 KiB].
     #[arg(long)]
     pub inodes: Option<u32>,
+    /// ext4: block size, 1024, 2048 or 4096 [default: 1024 below 512 MiB, else 4096; 4096
+    /// whenever the image needs it].
+    #[arg(long, value_parser = parse_block_size)]
+    pub block_size: Option<u32>,
     /// ext4: add a JBD2 journal.
     #[arg(long)]
     pub journal: bool,
@@ -79,14 +83,6 @@ pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
     };
     let out = &a.output;
     let stdout = out == Path::new("-");
-    if matches!(a.format, Format::Tar) && !stdout {
-        let (_, stats) = convert::flatten_to_tar(&reference, &store, &opts, remote, out)
-            .with_context(|| format!("flattening {} into {}", a.source, out.display()))?;
-        tracing::info!(?stats, "tar written");
-        return Ok(());
-    }
-    let mut flat = convert::flatten(&reference, &store, &opts, remote)
-        .with_context(|| format!("flattening {}", a.source))?;
     if stdout && !matches!(a.format, Format::Tar | Format::Cpio) {
         return Err(oci2vm::Error::new(
             oci2vm::ErrorKind::InvalidInput,
@@ -94,42 +90,76 @@ pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
         )
         .into());
     }
+    let flatten = || {
+        convert::flatten(&reference, &store, &opts, remote)
+            .with_context(|| format!("flattening {}", a.source))
+    };
     let what = || format!("writing {}", out.display());
     match a.format {
-        Format::Tar => {
-            let stats = oci2vm::fs::tar::write_to(&flat.tree, &flat.spool, out)
-                .map_err(oci2vm::Error::from)
-                .with_context(what)?;
-            tracing::info!(?stats, "tar written");
-        }
-        Format::Dir => write_dir(&flat, out)?,
+        // one pass: file data goes straight into the image's blocks while the layers stream
         Format::Ext4 => {
-            flat.create_volumes()?;
-            if !a.no_guest_config {
-                flat.embed_guest_config()?;
-            }
-            let opts = Ext4Options {
-                inodes: a.inodes,
-                journal: a.journal,
-                ..flat.ext4_options(a.size)
-            };
-            let r = flat.write_ext4(out, &opts).with_context(what)?;
+            let (_, r) = convert::flatten_to_ext4(
+                &reference,
+                &store,
+                &opts,
+                remote,
+                out,
+                |image| Ext4Options {
+                    inodes: a.inodes,
+                    journal: a.journal,
+                    block_size: a.block_size,
+                    ..convert::ext4_options(image, a.size)
+                },
+                |flat| {
+                    flat.create_volumes()?;
+                    if !a.no_guest_config {
+                        flat.embed_guest_config()?;
+                    }
+                    Ok(())
+                },
+            )
+            .with_context(|| format!("converting {} into {}", a.source, out.display()))?;
             eprintln!(
-                "{}: {} blocks of 4 KiB ({} free), {} inodes ({} used)",
+                "{}: {} blocks of {} bytes ({} free), {} inodes ({} used)",
                 out.display(),
                 r.blocks,
+                r.block_size,
                 r.free_blocks,
                 r.inodes,
                 r.used_inodes
             );
         }
-        Format::Cpio => flat.write_cpio(out).with_context(what)?,
+        // a one-layer image streams straight into the file
+        Format::Tar if !stdout => {
+            let (_, stats) = convert::flatten_to_tar(&reference, &store, &opts, remote, out)
+                .with_context(|| format!("flattening {} into {}", a.source, out.display()))?;
+            tracing::info!(?stats, "tar written");
+        }
+        Format::Tar => {
+            let flat = flatten()?;
+            let stats = oci2vm::fs::tar::write_to(&flat.tree, &flat.spool, out)
+                .map_err(oci2vm::Error::from)
+                .with_context(what)?;
+            tracing::info!(?stats, "tar written");
+        }
+        Format::Dir => write_dir(&flatten()?, out)?,
+        Format::Cpio => flatten()?.write_cpio(out).with_context(what)?,
         Format::Lxc | Format::Nspawn => {
+            let mut flat = flatten()?;
             flat.create_volumes()?;
             write_container(&flat, a.format, out)?
         }
     }
     Ok(())
+}
+
+fn parse_block_size(s: &str) -> Result<u32, String> {
+    match s {
+        "1024" | "1k" | "1K" => Ok(1024),
+        "2048" | "2k" | "2K" => Ok(2048),
+        "4096" | "4k" | "4K" => Ok(4096),
+        _ => Err(format!("{s:?}: the block size is 1024, 2048 or 4096")),
+    }
 }
 
 fn write_dir(flat: &Flattened, out: &Path) -> anyhow::Result<()> {

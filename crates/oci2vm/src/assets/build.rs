@@ -353,11 +353,18 @@ pub fn build(
     }
 
     // The root disk, with the declared volumes and the guest config.
-    let mut flat = convert::flatten(reference, store, flatten, remote)?;
-    flat.create_volumes()?;
-    flat.embed_guest_config()?;
-    let ext4 = flat.ext4_options(opts.disk_size);
-    flat.write_ext4(&dir.join(&files.rootfs), &ext4)?;
+    let (flat, _) = convert::flatten_to_ext4(
+        reference,
+        store,
+        flatten,
+        remote,
+        &dir.join(&files.rootfs),
+        |image| convert::ext4_options(image, opts.disk_size),
+        |flat| {
+            flat.create_volumes()?;
+            flat.embed_guest_config()
+        },
+    )?;
 
     let plan = plan_for(&flat.image, opts)?;
     let entries = writer::write_only(&plan, dir, &target, keep(&opts.vmms))?;

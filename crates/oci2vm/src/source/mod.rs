@@ -365,12 +365,37 @@ pub struct PulledImage {
 }
 
 /// Resolves `reference`, copies manifest, config and layers into `store` (verified), and
-/// records the image in `index.json` under [`Reference::store_name`].
+/// records the image in `index.json` under [`Reference::store_name`]. Layers already in the
+/// store are hashed again before they are accepted.
 pub fn pull(
     reference: &Reference,
     store: &Store,
     opts: &SourceOptions,
     remote: Option<&dyn RemoteFetcher>,
+) -> Result<PulledImage> {
+    pull_with(reference, store, opts, remote, true)
+}
+
+/// [`pull`] for a caller that reads every layer next: a layer already in the store with the
+/// right size is not hashed here but while it is read ([`Store::open_blob`] verifies as it
+/// goes, on the reader's own thread), so the check runs beside the decompression instead of
+/// before it. When reading fails, the caller asks [`Store::verify_blob`] whether the stored
+/// blob was corrupt (which removes it) before reporting the image as bad.
+pub fn pull_for_reading(
+    reference: &Reference,
+    store: &Store,
+    opts: &SourceOptions,
+    remote: Option<&dyn RemoteFetcher>,
+) -> Result<PulledImage> {
+    pull_with(reference, store, opts, remote, false)
+}
+
+fn pull_with(
+    reference: &Reference,
+    store: &Store,
+    opts: &SourceOptions,
+    remote: Option<&dyn RemoteFetcher>,
+    hash_present: bool,
 ) -> Result<PulledImage> {
     let source = open(reference, remote)?;
     let image = resolve_source(&*source, reference, opts)?;
@@ -386,7 +411,12 @@ pub fn pull(
         }
     }
     for layer in &image.layers {
-        if store.verify_blob(&layer.digest, layer.size)? {
+        let present = if hash_present {
+            store.verify_blob(&layer.digest, layer.size)?
+        } else {
+            store.has_blob(&layer.digest, layer.size)
+        };
+        if present {
             tracing::debug!(digest = %layer.digest, "layer already in the store");
             continue;
         }
