@@ -40,15 +40,17 @@ run() {
 	: >"$W/runs.txt"
 	for _ in $(seq "$RUNS"); do
 		sh -c "$prep"
+		t0=$(date +%s%N)
 		nice /usr/bin/time -v -o "$W/time.txt" "$@" >/dev/null 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
-		awk -F': ' '
-			/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; w=s}
+		t1=$(date +%s%N)
+		# wall from the shell's clock (ns; time -v rounds to 10 ms), cpu and RSS from time -v
+		awk -F': ' -v w="$(( (t1 - t0) / 1000 ))" '
 			/User time|System time/ {c+=$2}
 			/Maximum resident set size/ {r=$2}
-			END {print w, c, r}' "$W/time.txt" >>"$W/runs.txt"
+			END {print w / 1e6, c, r}' "$W/time.txt" >>"$W/runs.txt"
 	done
 	read -r wall cpu rss < <(sort -n "$W/runs.txt" | awk '{w[NR]=$1; c[NR]=$2; if ($3>r) r=$3} END {m=int((NR+1)/2); print w[m], c[m], r}')
-	printf '%-40s %7.3f s wall %7.3f s cpu %7.1f MiB peak RSS\n' "$label" "$wall" "$cpu" "$(awk "BEGIN{print $rss/1024}")"
+	printf '%-42s %8.4f s wall %7.3f s cpu %7.1f MiB peak RSS\n' "$label" "$wall" "$cpu" "$(awk "BEGIN{print $rss/1024}")"
 	LAST_WALL=$wall
 }
 run_named() { local var=$1; shift; run "$@"; eval "T_$var=\$LAST_WALL"; }

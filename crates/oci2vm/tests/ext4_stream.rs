@@ -240,10 +240,11 @@ fn a_long_symlink_moves_an_automatic_image_to_4k_blocks() {
     assert!(leftovers(tmp.path()).is_empty());
 }
 
-/// The multi-layer fixtures (real whiteouts, opaque directories, hard links across layers)
-/// through the streamed path, checked against the spooled tree of the same layers.
+/// Real images through the streamed path: the multi-layer fixtures (real whiteouts, opaque
+/// directories, hard links across layers) and Debian, checked against the spooled tree of the
+/// same layers.
 #[test]
-fn multi_layer_fixtures() {
+fn fixtures_through_the_streamed_path() {
     let Some(fix) = common::fixtures() else {
         return;
     };
@@ -251,7 +252,7 @@ fn multi_layer_fixtures() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    for name in ["edge", "edge-umoci", "multistage"] {
+    for name in ["edge", "edge-umoci", "multistage", "debian-minbase"] {
         let layout = fix.join("oci").join(name);
         let out = tmp.path().join(format!("{name}.ext4"));
         let image = Ext4Image::create(&out, &Ext4Options::default(), 1 << 20).unwrap();
