@@ -306,6 +306,31 @@ fn ext4_block_size_is_chosen_or_taken() {
             String::from_utf8_lossy(&fsck.stdout)
         );
     }
+    // UUID, label and inode ratio as asked
+    let img = tmp.path().join("named.ext4");
+    oci2vm(&store)
+        .args(["convert", &src(&fx, "busybox"), "-f", "ext4", "-o"])
+        .arg(&img)
+        .args([
+            "--uuid",
+            "11111111-2222-3333-4444-555555555555",
+            "--label",
+            "app-root",
+        ])
+        .args(["--size", "64M", "--inode-ratio", "4096"])
+        .assert()
+        .success();
+    let dump = Std::new("dumpe2fs").arg("-h").arg(&img).output().unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains("11111111-2222-3333-4444-555555555555"),
+        "{dump}"
+    );
+    assert!(
+        dump.contains("Filesystem volume name:   app-root"),
+        "{dump}"
+    );
+    assert!(dump.contains("Inode count:              16384"), "{dump}");
     oci2vm(&store)
         .args([
             "convert",

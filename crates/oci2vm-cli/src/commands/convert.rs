@@ -53,6 +53,16 @@ pub struct ConvertArgs {
     /// ext4: number of inodes [default: one per 16 KiB].
     #[arg(long)]
     pub inodes: Option<u32>,
+    /// ext4: bytes of filesystem per inode when --inodes is not given [default: 16384].
+    #[arg(long, value_parser = parse_size)]
+    pub inode_ratio: Option<u64>,
+    /// ext4: filesystem UUID [default: derived from the image digest, so the same image gives
+    /// the same bytes].
+    #[arg(long, value_parser = parse_uuid)]
+    pub uuid: Option<[u8; 16]>,
+    /// ext4: volume label, at most 16 bytes [default: oci2vm-root].
+    #[arg(long, value_parser = parse_label)]
+    pub label: Option<String>,
     /// ext4: block size, 1024, 2048 or 4096 [default: 1024 below 512 MiB, else 4096; 4096
     /// whenever the image needs it].
     #[arg(long, value_parser = parse_block_size)]
@@ -104,11 +114,20 @@ pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
                 &opts,
                 remote,
                 out,
-                |image| Ext4Options {
-                    inodes: a.inodes,
-                    journal: a.journal,
-                    block_size: a.block_size,
-                    ..convert::ext4_options(image, a.size)
+                |image| {
+                    let base = convert::ext4_options(image, a.size);
+                    Ext4Options {
+                        inodes: a.inodes,
+                        inode_ratio: a.inode_ratio.unwrap_or(base.inode_ratio),
+                        uuid: a.uuid.or(base.uuid),
+                        label: a
+                            .label
+                            .as_ref()
+                            .map_or_else(|| base.label.clone(), |l| l.as_bytes().to_vec()),
+                        journal: a.journal,
+                        block_size: a.block_size,
+                        ..base
+                    }
                 },
                 |flat| {
                     flat.create_volumes()?;
@@ -151,6 +170,28 @@ pub fn run(ctx: &Context, a: &ConvertArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (or the 32 hex digits alone).
+fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
+    let bad = || format!("{s:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+    let hex: Vec<u8> = s.bytes().filter(|c| *c != b'-').collect();
+    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 16];
+    for (o, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        let text = std::str::from_utf8(pair).map_err(|_| bad())?;
+        *o = u8::from_str_radix(text, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn parse_label(s: &str) -> Result<String, String> {
+    if s.len() > 16 {
+        return Err(format!("{s:?}: a label has at most 16 bytes"));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_block_size(s: &str) -> Result<u32, String> {
@@ -222,4 +263,23 @@ fn write_container(flat: &Flattened, format: Format, out: &Path) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext4_option_values() {
+        let u = parse_uuid("01234567-89ab-cdef-0123-456789ABCDEF").unwrap();
+        assert_eq!(u[0], 0x01);
+        assert_eq!(u[15], 0xef);
+        assert_eq!(parse_uuid("0123456789abcdef0123456789abcdef").unwrap(), u);
+        assert!(parse_uuid("0123").is_err());
+        assert!(parse_uuid("g1234567-89ab-cdef-0123-456789abcdef").is_err());
+        assert_eq!(parse_block_size("4k").unwrap(), 4096);
+        assert!(parse_block_size("512").is_err());
+        assert!(parse_label("a-label-of-17-byt").is_err());
+        assert_eq!(parse_label("root").unwrap(), "root");
+    }
 }
