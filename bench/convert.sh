@@ -4,6 +4,8 @@
 # (flate2/zlib-rs, the decoder the layer engine uses), same run, everything in /dev/shm.
 #
 # usage: bench/convert.sh [IMAGE (default debian-minbase)] [RUNS (default 5)]
+#        IMAGE debian-layered: Debian minbase in four layers with dead data in the top one,
+#        made by bench/make-layered.sh from the rootfs fixture
 #        OCI2VM=/path/to/oci2vm bench/convert.sh   (time another build, e.g. a baseline)
 # prints per command: median wall seconds, median cpu seconds (user+sys), max peak RSS (MiB);
 # then the allocated size (du) of each image against content + 3% + 8 MiB, and e2fsck status.
@@ -17,7 +19,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d /dev/shm/oci2vm-convert.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 [ -x /usr/bin/time ] || { echo "install package 'time' (/usr/bin/time -v)" >&2; exit 1; }
-[ -d "$FIX/oci/$NAME" ] || { echo "fixture $FIX/oci/$NAME missing" >&2; exit 1; }
+if [ "$NAME" = debian-layered ] && [ ! -d "$FIX/oci/$NAME" ]; then
+	[ -f "$FIX/rootfs/debian-minbase.tar" ] || { echo "fixture $FIX/rootfs/debian-minbase.tar missing" >&2; exit 1; }
+else
+	[ -d "$FIX/oci/$NAME" ] || { echo "fixture $FIX/oci/$NAME missing" >&2; exit 1; }
+fi
 for t in umoci mke2fs e2fsck jq; do
 	command -v "$t" >/dev/null || { echo "$t not installed" >&2; exit 1; }
 done
@@ -27,7 +33,11 @@ done
 OCI2VM=${OCI2VM:-$ROOT/target/release/oci2vm}
 INFLATE=$ROOT/target/release/examples/inflate
 
-cp -a "$FIX/oci/$NAME" "$W/layout"
+if [ "$NAME" = debian-layered ] && [ ! -d "$FIX/oci/$NAME" ]; then
+	"$ROOT/bench/make-layered.sh" "$FIX/rootfs/debian-minbase.tar" "$W/layout"
+else
+	cp -a "$FIX/oci/$NAME" "$W/layout"
+fi
 L=$W/layout
 mdig=$(jq -r '.manifests[0].digest' "$L/index.json")
 mapfile -t BLOBS < <(jq -r '.layers[].digest' "$L/blobs/sha256/${mdig#sha256:}" | sed "s|sha256:|$L/blobs/sha256/|")
@@ -63,7 +73,10 @@ SIZE=$(stat -c %s "$W/ours.ext4")
 run_named peer "umoci raw unpack + mke2fs -t ext4 -d" "rm -rf '$W/unpack' '$W/peer.ext4'" \
 	sh -c 'umoci raw unpack --image "$1:latest" "$2/unpack" && mke2fs -q -F -t ext4 -d "$2/unpack" "$2/peer.ext4" "$3"k' \
 	sh "$L" "$W" "$((SIZE / 1024))"
-run_named ceiling "ceiling: flate2/zlib-rs inflate" ":" "$INFLATE" "${BLOBS[@]}"
+run_named ceiling "ceiling: flate2/zlib-rs inflate" ":" "$INFLATE" --serial "${BLOBS[@]}"
+if [ "${#BLOBS[@]}" -gt 1 ]; then
+	run_named pceiling "  (layers inflated in parallel)" ":" "$INFLATE" "${BLOBS[@]}"
+fi
 
 # content: regular-file bytes of the unpacked tree, hard links counted once
 CONTENT=$(find "$W/unpack" -type f -printf '%i %s\n' | sort -u | awk '{s += $2} END {print s}')
@@ -79,3 +92,7 @@ awk -v w="$T_warm" -v c="$T_cold" -v p="$T_peer" -v i="$T_ceiling" 'BEGIN {
 	printf "peer / ours (warm) = %.2fx, peer / ours (cold) = %.2fx (target >= 4x)\n", p/w, p/c
 	printf "ours (warm) / ceiling = %.2fx, ours (cold) / ceiling = %.2fx (target <= 1.3x)\n", w/i, c/i
 }'
+if [ -n "${T_pceiling:-}" ]; then
+	awk -v w="$T_warm" -v i="$T_pceiling" 'BEGIN {
+		printf "ours (warm) / ceiling with the layers inflated in parallel = %.2fx\n", w/i }'
+fi
