@@ -32,12 +32,7 @@ fn main() -> io::Result<()> {
         return Ok(());
     }
     let total: u64 = std::thread::scope(|s| {
-        let handles: Vec<_> = blobs
-            .iter()
-            .map(|b| {
-                s.spawn(move || inflate(b))
-            })
-            .collect();
+        let handles: Vec<_> = blobs.iter().map(|b| s.spawn(move || inflate(b))).collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("inflate thread").unwrap_or(0))

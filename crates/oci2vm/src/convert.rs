@@ -519,6 +519,7 @@ fn reserved_names() -> (&'static [u8], &'static [u8]) {
 
 /// Writes a file through a temporary name beside `out`, renamed on success.
 pub fn atomic_write(out: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    crate::fs::check_output_file(out)?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

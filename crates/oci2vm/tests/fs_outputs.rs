@@ -2,6 +2,8 @@
 //! and the `dir` unpack (listed by the fixture oracle script), plus output atomicity.
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::fs::FileTypeExt;
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -253,6 +255,41 @@ fn outputs_are_atomic_and_never_follow_symlinks() {
         Err(fs::FsError::OutputExists { .. })
     ));
     assert_eq!(std::fs::read(full.join("keep")).unwrap(), b"k");
+    // a file output over a directory, a FIFO or a device is refused, not replaced
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for target in [&full, &fifo, &std::path::PathBuf::from("/dev/null")] {
+        assert!(
+            matches!(
+                fs::tar::write_to(&b.tree, &b.spool, target),
+                Err(fs::FsError::OutputNotAFile { .. })
+            ),
+            "{}",
+            target.display()
+        );
+        let e = fs::ext4::write_ext4(&b.tree, &b.spool, target, &fs::ext4::Ext4Options::default())
+            .unwrap_err();
+        assert!(matches!(e, fs::ext4::Ext4Error::NotAFile { .. }), "{e}");
+    }
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    std::fs::remove_file(&fifo).unwrap();
     // an empty directory is replaced
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

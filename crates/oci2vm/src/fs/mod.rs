@@ -47,6 +47,12 @@ pub enum FsError {
         /// Why.
         reason: &'static str,
     },
+    /// The output path exists and is not a regular file (or a symlink, which is replaced).
+    #[error("output {path} exists and is not a regular file")]
+    OutputNotAFile {
+        /// The output path.
+        path: PathBuf,
+    },
     /// The output directory exists and is not empty (or is not a directory).
     #[error("output {path} exists and is not an empty directory")]
     OutputExists {
@@ -69,7 +75,9 @@ pub enum FsError {
 impl Classify for FsError {
     fn kind(&self) -> ErrorKind {
         match self {
-            FsError::OutputExists { .. } => ErrorKind::InvalidInput,
+            FsError::OutputExists { .. } | FsError::OutputNotAFile { .. } => {
+                ErrorKind::InvalidInput
+            }
             FsError::Unrepresentable { .. } => ErrorKind::Unsupported,
             FsError::Write { .. } | FsError::Spool { .. } | FsError::Create { .. } => ErrorKind::Io,
         }
@@ -79,6 +87,19 @@ impl Classify for FsError {
 impl From<FsError> for crate::Error {
     fn from(e: FsError) -> Self {
         crate::Error::new(Classify::kind(&e), e)
+    }
+}
+
+/// Refuses an output path that exists and is neither a regular file nor a symlink (a
+/// directory, a device node, a FIFO, a socket): a file written beside it and renamed over it
+/// would replace what is there, not fill it (a block device under /dev would become a file in
+/// memory). A symlink is replaced, never followed.
+pub fn check_output_file(path: &Path) -> Result<(), FsError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !(m.is_file() || m.file_type().is_symlink()) => Err(FsError::OutputNotAFile {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -95,6 +95,7 @@ pub fn write_to(tree: &Tree, spool: &Spool, path: &Path) -> Result<TarStats, FsE
         let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
         return write(tree, spool, &mut out);
     }
+    super::check_output_file(path)?;
     let tmp = tempfile::Builder::new()
         .prefix(".oci2vm-tar-")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))

@@ -86,6 +86,7 @@ impl TarStream {
             path: path.to_path_buf(),
             source,
         };
+        super::check_output_file(path)?;
         let tmp = tempfile::Builder::new()
             .prefix(".oci2vm-tar-")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))

@@ -201,6 +201,12 @@ pub enum Ext4Error {
         #[source]
         source: std::io::Error,
     },
+    /// The output path exists and is not a regular file (a device, a directory...).
+    #[error("output {path} exists and is not a regular file")]
+    NotAFile {
+        /// The output path.
+        path: PathBuf,
+    },
     /// Writing the image failed.
     #[error("writing {path}")]
     Io {
@@ -216,9 +222,10 @@ impl crate::error::Classify for Ext4Error {
     fn kind(&self) -> crate::ErrorKind {
         use crate::ErrorKind;
         match self {
-            Ext4Error::NoSpace { .. } | Ext4Error::Inodes { .. } | Ext4Error::Option { .. } => {
-                ErrorKind::InvalidInput
-            }
+            Ext4Error::NoSpace { .. }
+            | Ext4Error::Inodes { .. }
+            | Ext4Error::Option { .. }
+            | Ext4Error::NotAFile { .. } => ErrorKind::InvalidInput,
             Ext4Error::TooManyLinks { .. }
             | Ext4Error::FileTooLarge { .. }
             | Ext4Error::Symlink { .. }

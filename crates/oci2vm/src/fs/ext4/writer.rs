@@ -126,6 +126,9 @@ impl Ext4Image {
         auto: bool,
         expected_size: u64,
     ) -> Result<Self, Ext4Error> {
+        crate::fs::check_output_file(out).map_err(|_| Ext4Error::NotAFile {
+            path: out.to_path_buf(),
+        })?;
         let gdt_reserved = match opts.size {
             Some(s) => geometry.gdt_blocks_for_size(s),
             None => {
