@@ -345,3 +345,55 @@ fn ext4_block_size_is_chosen_or_taken() {
         .assert()
         .code(2);
 }
+
+/// A full disk under the output: the error says so (exit 9) and nothing is left there.
+#[test]
+fn a_full_disk_is_an_io_error_and_leaves_nothing() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Std::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16m",
+            "oci2vm-test",
+            mnt.to_str().unwrap(),
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "mounting a small tmpfs (root) is required under CI"
+        );
+        eprintln!("skipped: cannot mount a tmpfs");
+        return;
+    }
+    let store = tmp.path().join("store");
+    let result = std::panic::catch_unwind(|| {
+        for (format, name) in [
+            ("ext4", "root.ext4"),
+            ("tar", "root.tar"),
+            ("cpio", "root.cpio"),
+        ] {
+            let run = oci2vm(&store)
+                .args(["convert", &src(&fx, "debian-minbase"), "-f", format, "-o"])
+                .arg(mnt.join(name))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(9), "{format}: {err}");
+            assert!(err.contains("No space left"), "{format}: {err}");
+            let left: Vec<_> = std::fs::read_dir(&mnt).unwrap().collect();
+            assert!(left.is_empty(), "{format}: left {left:?}");
+        }
+    });
+    let _ = Std::new("umount").arg(&mnt).status();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
