@@ -36,9 +36,33 @@ fn seed_layers() -> Vec<Vec<u8>> {
     ]
 }
 
-/// Applies the layers; if accepted, the flattened tar must re-read to an identical listing.
+/// The layers applied one after the other while they stream (the ext4 path's engine), file
+/// data in one scratch segment.
+fn streamed(
+    layers: &[Vec<u8>],
+) -> Option<(oci2vm::layers::tree::Tree, oci2vm::layers::spool::Spool)> {
+    let file = tempfile::tempfile().unwrap();
+    let mut spool = oci2vm::layers::spool::Spool::new();
+    let seg = spool.add_file(file.try_clone().unwrap()).unwrap();
+    let mut sink = oci2vm::layers::ScratchSink::new(file, seg);
+    let inputs = layers.iter().map(|l| input(l.clone(), TAR)).collect();
+    let (tree, _) =
+        oci2vm::layers::build_streamed(inputs, &oci2vm::layers::ApplyOptions::default(), &mut sink)
+            .ok()?;
+    sink.finish().unwrap();
+    Some((tree, spool))
+}
+
+/// Applies the layers; if accepted, the flattened tar must re-read to an identical listing, and
+/// the streamed engine must accept the same layers into the same tree.
 fn check(layers: Vec<Vec<u8>>) {
-    let Ok(b) = build(layers) else { return };
+    let s = streamed(&layers);
+    let Ok(b) = build(layers) else {
+        assert!(s.is_none(), "streamed accepted what build_tree refused");
+        return;
+    };
+    let (st, ss) = s.expect("streamed refused what build_tree accepted");
+    assert_eq!(listing(&st, &ss), listing(&b.tree, &b.spool));
     let mut out = Vec::new();
     fs::tar::write(&b.tree, &b.spool, &mut out).unwrap();
     let again = build(vec![out]).unwrap();

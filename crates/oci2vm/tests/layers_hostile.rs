@@ -729,3 +729,26 @@ fn implied_directories_count_against_the_entry_limit() {
         .end();
     rejects_with(t, TAR, &opts, Some(0), "more than 100 entries");
 }
+
+/// The streamed engine (ext4's) starts decoding the next layer early, but reports the lowest
+/// failing layer, as `build_tree` does: here layer 0 fails late in its stream while layer 1
+/// cannot even start (an unknown media type).
+#[test]
+fn streamed_layers_report_the_lowest_failing_layer() {
+    let mut garbage = Hdr::new(b'0', "late").encode();
+    garbage[148] ^= 0x55; // bad checksum, after a good entry
+    let l0 = TarB::new().file("ok", "x").bytes(&garbage).end();
+    let d0 = oci2vm::Digest::sha256_of(&l0).to_string();
+    let mut l1 = input(TarB::new().file("y", "y").end(), TAR);
+    l1.media_type = "application/x-not-a-layer".into();
+    let file = tempfile::tempfile().unwrap();
+    let mut sink = oci2vm::layers::ScratchSink::new(file, 1);
+    let e = oci2vm::layers::build_streamed(
+        vec![input(l0, TAR), l1],
+        &ApplyOptions::default(),
+        &mut sink,
+    )
+    .unwrap_err();
+    let msg = chain(&e);
+    assert!(msg.contains(&d0), "layer 0 is the lowest failing layer: {msg}");
+}

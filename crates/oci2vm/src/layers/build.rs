@@ -350,8 +350,43 @@ pub(super) fn parse_stream(
     sh: &Shared<'_>,
     handler: &mut dyn Handler,
 ) -> Result<StreamMeta, LayerError> {
+    std::thread::scope(|s| {
+        let decoding = decode(s, input, &sh.opts.limits, CHUNK_DEPTH)?;
+        parse_decoded(decoding, sh, handler)
+    })
+}
+
+/// Decompressed chunks one layer may have waiting for its parser.
+pub(super) const CHUNK_DEPTH: usize = 16;
+
+/// The decoding side of one layer, running: the blob is read (and hashed when asked) on one
+/// thread and inflated on another, ahead of the parser by at most `depth` chunks of 1 MiB.
+pub(super) struct Decoding<'scope> {
+    layer: Digest,
+    diff_id: Option<Digest>,
+    blob_hash: Option<super::decompress::HashedSource>,
+    compression: Compression,
+    warnings: Vec<String>,
+    chunks: ChunkReader,
+    read_stage: std::thread::ScopedJoinHandle<'scope, ()>,
+}
+
+impl Decoding<'_> {
+    /// The layer's blob digest.
+    pub(super) fn layer(&self) -> &Digest {
+        &self.layer
+    }
+}
+
+/// Starts decoding `input` on threads of `scope`. Dropping the result stops them (their
+/// sends fail once nobody receives).
+pub(super) fn decode<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    input: LayerInput<Box<dyn Read + Send>>,
+    limits: &super::Limits,
+    depth: usize,
+) -> Result<Decoding<'scope>, LayerError> {
     let layer = input.digest.clone();
-    let limits = &sh.opts.limits;
     let (blob, blob_hash): (Box<dyn Read + Send>, _) = if input.verify_digest {
         let (r, h) = HashingReader::new(input.reader, &layer);
         (Box::new(r), Some(h))
@@ -360,110 +395,133 @@ pub(super) fn parse_stream(
     };
     let (raw_tx, raw_rx) = sync_channel::<io::Result<Vec<u8>>>(RAW_DEPTH);
     let (raw_free_tx, raw_free_rx) = sync_channel::<Vec<u8>>(RAW_DEPTH + 2);
-    let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Vec<u8>>>(16);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(18);
+    let (chunk_tx, chunk_rx) = sync_channel::<io::Result<Vec<u8>>>(depth);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(depth + 2);
     let algo = input.diff_id.as_ref().unwrap_or(&layer).algorithm();
-    std::thread::scope(|s| {
-        // read stage: blob reads (and the blob digest, in the store's reader or ours) run
-        // on their own thread, ahead of the decoder
-        let mut blob = blob;
-        let read_stage = s.spawn(move || pump(&mut *blob, &raw_tx, &raw_free_rx, |e| e));
-        let raw = ChunkReader {
-            rx: raw_rx,
-            free: raw_free_tx,
-            cur: Vec::new(),
-            pos: 0,
-            hasher: None,
-            total: 0,
-        };
-        let opened = decompress::open(
-            &layer,
-            &input.media_type,
-            Box::new(raw),
-            limits.zstd_window_log_max,
-        )?;
-        let mut warnings: Vec<String> = opened.warning.into_iter().collect();
-        let compression = opened.compression;
-        let mut decoder = opened.reader;
-        s.spawn(move || {
-            pump(&mut *decoder, &chunk_tx, &free_rx, |e| {
-                io::Error::other(InflateError(e))
-            })
-        });
-        let chunks = ChunkReader {
+    // read stage: blob reads (and the blob digest, in the store's reader or ours) run on their
+    // own thread, ahead of the decoder
+    let mut blob = blob;
+    let read_stage = scope.spawn(move || pump(&mut *blob, &raw_tx, &raw_free_rx, |e| e));
+    let raw = ChunkReader {
+        rx: raw_rx,
+        free: raw_free_tx,
+        cur: Vec::new(),
+        pos: 0,
+        hasher: None,
+        total: 0,
+    };
+    let opened = decompress::open(
+        &layer,
+        &input.media_type,
+        Box::new(raw),
+        limits.zstd_window_log_max,
+    )?;
+    let mut decoder = opened.reader;
+    scope.spawn(move || {
+        pump(&mut *decoder, &chunk_tx, &free_rx, |e| {
+            io::Error::other(InflateError(e))
+        })
+    });
+    Ok(Decoding {
+        layer,
+        diff_id: input.diff_id,
+        blob_hash,
+        compression: opened.compression,
+        warnings: opened.warning.into_iter().collect(),
+        chunks: ChunkReader {
             rx: chunk_rx,
             free: free_tx,
             cur: Vec::new(),
             pos: 0,
             hasher: Some(algo.hasher()),
             total: 0,
+        },
+        read_stage,
+    })
+}
+
+/// Hashes (DiffID) and parses a decoding layer, handing each entry to `handler`; verifies the
+/// DiffID (and the blob digest when asked) at the end.
+pub(super) fn parse_decoded(
+    d: Decoding<'_>,
+    sh: &Shared<'_>,
+    handler: &mut dyn Handler,
+) -> Result<StreamMeta, LayerError> {
+    let Decoding {
+        layer,
+        diff_id: expected,
+        blob_hash,
+        compression,
+        mut warnings,
+        chunks,
+        read_stage,
+    } = d;
+    let limits = &sh.opts.limits;
+    let mut tar = TarReader::new(
+        BudgetReader::new(chunks, sh.budget.clone(), limits.total_bytes),
+        limits.special_header,
+    );
+    let mut buf = vec![0u8; 256 << 10];
+    let tar_err = |e: TarError| map_tar(&layer, e);
+    while let Some(e) = tar.next_entry().map_err(tar_err)? {
+        let count = sh.entries.fetch_add(1, Ordering::Relaxed) + 1;
+        let index = e.index;
+        let raw = e.path.clone();
+        let entry_err = |source: EntryError| LayerError::Entry {
+            layer: layer.clone(),
+            index,
+            path: String::from_utf8_lossy(&raw).into_owned(),
+            source,
         };
-        let mut tar = TarReader::new(
-            BudgetReader::new(chunks, sh.budget.clone(), limits.total_bytes),
-            limits.special_header,
-        );
-        let mut buf = vec![0u8; 256 << 10];
-        let tar_err = |e: TarError| map_tar(&layer, e);
-        while let Some(e) = tar.next_entry().map_err(tar_err)? {
-            let count = sh.entries.fetch_add(1, Ordering::Relaxed) + 1;
-            let index = e.index;
-            let raw = e.path.clone();
-            let entry_err = |source: EntryError| LayerError::Entry {
-                layer: layer.clone(),
-                index,
-                path: String::from_utf8_lossy(&raw).into_owned(),
-                source,
-            };
-            if count > limits.entries {
-                return Err(entry_err(EntryError::Entries {
-                    limit: limits.entries,
-                }));
-            }
-            let mut data = TarData {
-                tar: &mut tar,
-                buf: &mut buf,
-                layer: &layer,
-            };
-            match handler.entry(e, &mut data) {
-                Ok(()) => {}
-                Err(SinkError::Entry(source)) => return Err(entry_err(source)),
-                Err(SinkError::Layer(err)) => return Err(err),
-            }
+        if count > limits.entries {
+            return Err(entry_err(EntryError::Entries {
+                limit: limits.entries,
+            }));
         }
-        warnings.extend(tar.warnings().iter().map(|w| format!("layer {layer}: {w}")));
-        for w in &warnings {
-            tracing::warn!("{w}");
+        let mut data = TarData {
+            tar: &mut tar,
+            buf: &mut buf,
+            layer: &layer,
+        };
+        match handler.entry(e, &mut data) {
+            Ok(()) => {}
+            Err(SinkError::Entry(source)) => return Err(entry_err(source)),
+            Err(SinkError::Layer(err)) => return Err(err),
         }
-        let mut budget = tar.into_inner();
-        io::copy(&mut budget, &mut io::sink()).map_err(|e| map_io(&layer, e))?;
-        let chunks = budget.into_inner();
-        let bytes = chunks.bytes_hashed();
-        let diff_id = chunks.finish(&layer);
-        // the decoder reached the blob's end, so the read stage has finished (or failed)
-        read_stage.join().map_err(|_| LayerError::Panicked)?;
-        if let Some(expected) = &input.diff_id
-            && expected != &diff_id
-        {
-            return Err(LayerError::DiffId {
-                layer: layer.clone(),
-                expected: expected.clone(),
-                actual: diff_id,
-            });
-        }
-        if let Some(actual) = blob_hash.and_then(|h| h.digest())
-            && actual != layer
-        {
-            return Err(LayerError::BlobDigest {
-                layer: layer.clone(),
-                actual,
-            });
-        }
-        Ok(StreamMeta {
-            diff_id,
-            compression,
-            bytes,
-            warnings,
-        })
+    }
+    warnings.extend(tar.warnings().iter().map(|w| format!("layer {layer}: {w}")));
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let mut budget = tar.into_inner();
+    io::copy(&mut budget, &mut io::sink()).map_err(|e| map_io(&layer, e))?;
+    let chunks = budget.into_inner();
+    let bytes = chunks.bytes_hashed();
+    let diff_id = chunks.finish(&layer);
+    // the decoder reached the blob's end, so the read stage has finished (or failed)
+    read_stage.join().map_err(|_| LayerError::Panicked)?;
+    if let Some(expected) = &expected
+        && expected != &diff_id
+    {
+        return Err(LayerError::DiffId {
+            layer: layer.clone(),
+            expected: expected.clone(),
+            actual: diff_id,
+        });
+    }
+    if let Some(actual) = blob_hash.and_then(|h| h.digest())
+        && actual != layer
+    {
+        return Err(LayerError::BlobDigest {
+            layer: layer.clone(),
+            actual,
+        });
+    }
+    Ok(StreamMeta {
+        diff_id,
+        compression,
+        bytes,
+        warnings,
     })
 }
 

@@ -24,8 +24,8 @@ use std::ops::Range;
 
 use super::apply::{Applier, ApplyOptions};
 use super::build::{
-    BlobInput, DataSource, Handler, LayerReport, Report, Shared, SinkError, empty_tree,
-    parse_stream,
+    BlobInput, CHUNK_DEPTH, DataSource, Handler, LayerReport, Report, Shared, SinkError, decode,
+    empty_tree, parse_decoded,
 };
 use super::entry::prepare;
 use super::error::LayerError;
@@ -183,24 +183,43 @@ pub fn build_streamed(
     let shared = Shared::new(opts);
     let mut tree = empty_tree(opts);
     let mut report = Report::default();
-    for (i, input) in layers.into_iter().enumerate() {
-        let digest = input.digest.clone();
-        let layer = u32::try_from(i).expect("fewer than 2^32 layers");
-        let mut inline = Inline {
-            applier: Applier::new(&mut tree, opts, layer),
-            sink: &mut *sink,
-            opts,
-        };
-        let meta = parse_stream(input, &shared, &mut inline)?;
-        let stats = inline.applier.stats;
-        report.layers.push(LayerReport {
-            digest,
-            diff_id: meta.diff_id,
-            compression: meta.compression,
-            uncompressed_bytes: meta.bytes,
-            stats,
-            warnings: meta.warnings,
-        });
-    }
+    std::thread::scope(|s| {
+        let mut inputs = layers.into_iter();
+        let mut next = inputs
+            .next()
+            .map(|first| decode(s, first, &opts.limits, CHUNK_DEPTH));
+        let mut i = 0u32;
+        while let Some(current) = next.take() {
+            // a layer that could not even start decoding is reported only once every layer
+            // below it applied (the lowest failing layer is the one reported)
+            let current = current?;
+            // the next layer starts decoding now, up to LOOKAHEAD chunks ahead, on the cores
+            // this layer's parser leaves idle; it is applied only after this one
+            next = inputs
+                .next()
+                .map(|input| decode(s, input, &opts.limits, LOOKAHEAD));
+            let digest = current.layer().clone();
+            let mut inline = Inline {
+                applier: Applier::new(&mut tree, opts, i),
+                sink: &mut *sink,
+                opts,
+            };
+            let meta = parse_decoded(current, &shared, &mut inline)?;
+            let stats = inline.applier.stats;
+            report.layers.push(LayerReport {
+                digest,
+                diff_id: meta.diff_id,
+                compression: meta.compression,
+                uncompressed_bytes: meta.bytes,
+                stats,
+                warnings: meta.warnings,
+            });
+            i += 1;
+        }
+        Ok::<(), LayerError>(())
+    })?;
     Ok((tree, report))
 }
+
+/// Chunks of 1 MiB the next layer may decode ahead of its turn (bounded memory).
+const LOOKAHEAD: usize = 48;
