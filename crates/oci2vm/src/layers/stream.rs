@@ -222,4 +222,4 @@ pub fn build_streamed(
 }
 
 /// Chunks of 1 MiB the next layer may decode ahead of its turn (bounded memory).
-const LOOKAHEAD: usize = 48;
+const LOOKAHEAD: usize = 32;
