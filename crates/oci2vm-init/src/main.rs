@@ -125,6 +125,8 @@ fn main() {
     if cfg.argv.is_empty() {
         fail(Step::Config, "no command specified");
     }
+    // the workload's binary loads from the disk while the steps below run
+    workload::prefetch(&cfg.argv[0], &cfg.env);
 
     step(Step::Identity);
     // 9. /dev/pts, /dev/shm, writable /run and /tmp; hostname, /etc/hosts, /etc/resolv.conf.

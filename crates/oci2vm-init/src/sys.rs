@@ -445,3 +445,17 @@ pub fn syncfs(path: &str) -> io::Result<()> {
     // SAFETY: no pointers; `f` is an open descriptor.
     check(unsafe { libc::syncfs(f.as_raw_fd()) }).map(drop)
 }
+
+/// posix_fadvise(POSIX_FADV_WILLNEED) on `len` bytes at `offset`: the kernel starts reading
+/// them into the page cache and returns without waiting for the reads.
+pub fn will_need(f: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    let (off, len) = (
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+    );
+    // SAFETY: no pointers; `f` is an open descriptor.
+    match unsafe { libc::posix_fadvise(f.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
