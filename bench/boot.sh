@@ -21,14 +21,15 @@ BB=$(command -v busybox); file -L "$BB" | grep -q 'statically linked' || { echo 
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 TSC=$(awk -F: '/^cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
-# warm the caches (conversion into a bench-only store, initramfs), take the cached rootfs and
-# the initramfs' module list
+# warm the caches (conversion into a bench-only store, initramfs in a bench-only cache), take
+# the cached rootfs and the initramfs' module list
+export XDG_CACHE_HOME="$W/cache"
 RUN=("$OCI2VM" --store "$W/store" run --kernel "$KERNEL" "$SRC" --network none -- true)
 "${RUN[@]}" 2>/dev/null
 ROOT=$(ls "$W"/store/rootfs/*.ext4)
 
-# the run's initramfs: the newest in the cache (plain cpio; zcat -f also reads a gzip one)
-IRD=$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/oci2vm/initramfs-*.cpio* | head -1)
+# the run's initramfs, the only one in the bench's cache (plain cpio; zcat -f reads gzip too)
+IRD=$(ls "$W"/cache/oci2vm/initramfs-*.cpio*)
 mkdir -p "$W/ours" && (cd "$W/ours" && zcat -f "$IRD" | cpio -id --quiet)
 
 mkird() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) > "$2"; }
