@@ -64,7 +64,9 @@ pub fn debug(msg: &str) {
 
 /// Logs the start of a boot step when debugging.
 pub fn step(step: Step) {
-    debug(&format!("step {} {}", step as u8, step.name()));
+    if DEBUG.load(Ordering::Relaxed) {
+        debug(&format!("step {} {}", step as u8, step.name()));
+    }
 }
 
 /// Sends an event on the control port (ignored while there is none).

@@ -1,6 +1,7 @@
 //! Boot steps inside the initramfs: API filesystems, kernel modules, devices, ports.
 
 use crate::sys;
+use std::cell::OnceCell;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -158,10 +159,14 @@ fn virtio_device_in(devices: &Path, id: u32) -> bool {
 }
 
 /// Waits for devices to appear: the kernel announces every device change on a uevent socket,
-/// so a wait re-checks the moment something changed instead of on a timer.
-#[derive(Debug)]
+/// so a wait re-checks the moment something changed instead of on a timer. The socket opens
+/// at the first wait whose device is not there yet (subscribed before the next check, so no
+/// change is missed); while it is open the kernel builds a message for every uevent, so drop
+/// the watch once the boot needs no more devices.
+#[derive(Debug, Default)]
 pub struct DeviceWatch {
-    uevents: Option<OwnedFd>,
+    /// `None` inside: the socket could not be opened (waits poll instead).
+    uevents: OnceCell<Option<OwnedFd>>,
 }
 
 /// The longest a wait sleeps between checks even without a uevent (a safety net; without
@@ -169,14 +174,6 @@ pub struct DeviceWatch {
 const RECHECK: Duration = Duration::from_millis(10);
 
 impl DeviceWatch {
-    /// Subscribes to uevents; open it before loading the drivers whose devices it waits for.
-    /// Without the socket, waits fall back to polling.
-    pub fn open() -> Self {
-        DeviceWatch {
-            uevents: sys::uevent_socket().ok(),
-        }
-    }
-
     /// Calls `probe` until it yields a value or `timeout` passes, again after every uevent
     /// (and at least every [`RECHECK`]).
     pub fn wait_for<T>(
@@ -185,6 +182,10 @@ impl DeviceWatch {
         mut probe: impl FnMut() -> Option<T>,
     ) -> Option<T> {
         let start = Instant::now();
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        let uevents = self.uevents.get_or_init(|| sys::uevent_socket().ok());
         loop {
             if let Some(v) = probe() {
                 return Some(v);
@@ -194,7 +195,7 @@ impl DeviceWatch {
                 return None;
             }
             let nap = left.min(RECHECK);
-            match &self.uevents {
+            match uevents {
                 Some(sock) => {
                     let ms = i32::try_from(nap.as_millis()).unwrap_or(i32::MAX).max(1);
                     if sys::poll_readable(&[sock.as_raw_fd()], ms).is_ok_and(|r| r[0]) {
@@ -276,7 +277,12 @@ mod tests {
 
     #[test]
     fn waits_end_with_the_probe_or_the_timeout() {
-        let watch = DeviceWatch::open();
+        let watch = DeviceWatch::default();
+        assert_eq!(watch.wait_for(Duration::ZERO, || Some(0)), Some(0));
+        assert!(
+            watch.uevents.get().is_none(),
+            "no socket while devices are there"
+        );
         let mut calls = 0;
         let got = watch.wait_for(Duration::from_secs(10), || {
             calls += 1;
@@ -285,7 +291,9 @@ mod tests {
         assert_eq!(got, Some(3));
         let none: Option<()> = watch.wait_for(Duration::from_millis(30), || None);
         assert_eq!(none, None);
-        let polling = DeviceWatch { uevents: None };
+        let polling = DeviceWatch {
+            uevents: OnceCell::from(None),
+        };
         assert_eq!(polling.wait_for(Duration::ZERO, || Some(1)), Some(1));
     }
 }

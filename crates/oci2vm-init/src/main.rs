@@ -53,9 +53,8 @@ fn main() {
     // 3. Kernel modules shipped in the initramfs, dependencies first: the core ones now, the
     //    PCI transport when there is a PCI bus, virtio-rng when there is an entropy device;
     //    network and virtiofs ones are opened now (the initramfs is gone after switch_root)
-    //    and loaded once the config says they are needed. The uevent socket opens first, so
-    //    every device the drivers create is announced to the waits below.
-    let devices = early::DeviceWatch::open();
+    //    and loaded once the config says they are needed. Device waits below wake on uevents.
+    let devices = early::DeviceWatch::default();
     let dir = oci2vm_guest::MODULES_DIR;
     let modules = early::Modules::read(oci2vm_guest::MODULES_ORDER)
         .unwrap_or_else(|e| fail(Step::Modules, e));
@@ -185,6 +184,8 @@ fn main() {
         fs::File::open("/dev/null")
             .unwrap_or_else(|e| fail(Step::Spawn, format_args!("/dev/null: {e}")))
     };
+    // no more devices to wait for: the kernel stops building uevent messages for us
+    drop(devices);
     // -t: one pseudo-terminal for all three (stderr joins stdout, as with docker run -t)
     let pty = (cfg.tty && !args.console).then(|| {
         sys::open_pty(cfg.winsize).unwrap_or_else(|e| fail(Step::Spawn, format_args!("pty: {e}")))
