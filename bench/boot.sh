@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench/boot.sh [SOURCE] [RUNS]: boot-to-entrypoint of `oci2vm run SOURCE -- true` through the
 # real pipeline with the conversion cached (SOURCE default: the busybox fixture), against two
-# hand-made busybox initramfs baselines, same kernel, QEMU flags and machine:
+# hand-made busybox initramfs baselines, same kernel, QEMU flags, CPU model and machine:
 #   (a) busybox /init that powers off at once
-#   (b) busybox /init that insmods the same modules ours loads for this run (the `core` group of
-#       our cached initramfs), mounts the same ext4 root (the cached conversion of SOURCE), and
+#   (b) busybox /init that insmods the same modules ours loads for this run (from the order file
+#       of the run's initramfs), mounts the same ext4 root (the cached conversion of SOURCE), and
 #       powers off
 #       (as shared/fixtures/boot-baseline.sh's initrd-mod)
 #   (c) oci2vm run SOURCE (resolve the image, find the cached rootfs, QEMU with the rootfs
@@ -21,14 +21,16 @@ BB=$(command -v busybox); file -L "$BB" | grep -q 'statically linked' || { echo 
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 TSC=$(awk -F: '/^cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
-# warm the caches (conversion into a bench-only store, initramfs), take the cached rootfs and
-# the initramfs' module list
-RUN=("$OCI2VM" --store "$W/store" run "$SRC" --network none -- true)
+# warm the caches (conversion into a bench-only store, initramfs in a bench-only cache), take
+# the cached rootfs and the initramfs' module list
+export XDG_CACHE_HOME="$W/cache"
+RUN=("$OCI2VM" --store "$W/store" run --kernel "$KERNEL" "$SRC" --network none -- true)
 "${RUN[@]}" 2>/dev/null
 ROOT=$(ls "$W"/store/rootfs/*.ext4)
 
-IRD=$(ls -t "${XDG_CACHE_HOME:-$HOME/.cache}"/oci2vm/initramfs-*.cpio.gz | head -1)
-mkdir -p "$W/ours" && (cd "$W/ours" && zcat "$IRD" | cpio -id --quiet)
+# the run's initramfs, the only one in the bench's cache (plain cpio; zcat -f reads gzip too)
+IRD=$(ls "$W"/cache/oci2vm/initramfs-*.cpio*)
+mkdir -p "$W/ours" && (cd "$W/ours" && zcat -f "$IRD" | cpio -id --quiet)
 
 mkird() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -1) > "$2"; }
 base() { mkdir -p "$1"/{bin,proc,sys,dev,newroot,mods}; cp "$BB" "$1/bin/busybox"; ln -s busybox "$1/bin/sh"; }
@@ -37,9 +39,11 @@ base "$W/a"; cat > "$W/a/init" <<'EOS'
 /bin/busybox mount -t proc proc /proc
 /bin/busybox poweroff -f
 EOS
-# the modules our init loads for this run (`core` group: no network, no volumes, no PCI)
+# the modules our init loads for this run: `core`, and `rng` when shipped (the entropy device
+# is attached only when the host CPU lacks RDRAND); not pci (microvm), net, fs (not needed)
 base "$W/b"; cp "$W"/ours/lib/oci2vm/modules/*.ko "$W/b/mods/"
-awk '$2 == "core" || $2 == "" {print $1}' "$W/ours/lib/oci2vm/modules/order" > "$W/b/mods/order"
+awk '($2 == "core" || $2 == "" || $2 == "rng") && !seen[$1]++ {print $1}' \
+  "$W/ours/lib/oci2vm/modules/order" > "$W/b/mods/order"
 cat > "$W/b/init" <<'EOS'
 #!/bin/sh
 B=/bin/busybox
@@ -52,8 +56,10 @@ $B poweroff -f
 EOS
 chmod 755 "$W/a/init" "$W/b/init"; mkird "$W/a" "$W/a.cpio.gz"; mkird "$W/b" "$W/b.cpio.gz"
 
-Q=(qemu-system-x86_64 -M microvm -accel tcg -cpu max -m 512M -smp 1 -nodefaults -no-user-config
-   -no-reboot -display none -kernel "$KERNEL" -chardev file,id=kl,path=/dev/null -serial chardev:kl)
+# the machine and flags `oci2vm run` uses under TCG (crates/oci2vm/src/vmm/qemu.rs, TCG_CPU)
+Q=(qemu-system-x86_64 -M microvm -accel tcg -cpu max,-erms -m 512M -smp 1 -nodefaults -no-user-config
+   -no-reboot -display none -global virtio-mmio.force-legacy=false -kernel "$KERNEL"
+   -chardev file,id=kl,path=/dev/null -serial chardev:kl)
 APPEND="console=ttyS0 panic=-1 quiet tsc_early_khz=$TSC"
 t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s.%N); echo "$e - $s" | bc; }
 med() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

@@ -333,10 +333,10 @@ fn workdir_user_hostname() {
             "--",
             "sh",
             "-c",
-            "pwd; id; hostname",
+            "pwd; id; hostname; ip -4 addr show dev lo | grep -o 'inet [0-9./]*'",
         ]),
         0,
-        "/work/dir\nuid=1000 gid=1000 groups=1000\nbox\n",
+        "/work/dir\nuid=1000 gid=1000 groups=1000\nbox\ninet 127.0.0.1/8\n",
     );
 }
 

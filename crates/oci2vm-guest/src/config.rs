@@ -19,6 +19,7 @@
 //! winsize 24 80                   ROWS COLS of that terminal (the host's, when it has one)
 //! etc 0|1                         1: always write /etc/hosts and /etc/resolv.conf
 //! root /dev/vda ext4 rw           DEVICE FSTYPE ro|rw
+//! ephemeral 1                     the root disk's writes are discarded at exit (written only when 1)
 //! ```
 //!
 //! One entry per line, `KEY VALUE`; values are escaped with [`crate::codec::escape`] and fields
@@ -174,6 +175,10 @@ pub struct GuestConfig {
     pub force_etc: bool,
     /// Root filesystem.
     pub root: RootDevice,
+    /// The root disk is attached copy-on-write and its writes are discarded when the VM stops,
+    /// so the init does not flush it before powering off (like `root`, taken from the host's
+    /// override only).
+    pub ephemeral: bool,
     /// Healthcheck to run and report on the control channel.
     pub health: Option<Health>,
 }
@@ -205,6 +210,7 @@ impl Default for GuestConfig {
                 fstype: "ext4".into(),
                 readonly: false,
             },
+            ephemeral: false,
             health: None,
         }
     }
@@ -306,6 +312,9 @@ impl GuestConfig {
             ro
         );
         line("root", &v);
+        if self.ephemeral {
+            line("ephemeral", "1");
+        }
         if let Some(h) = &self.health {
             let mut v = format!(
                 "{} {} {} {}",
@@ -401,6 +410,7 @@ impl GuestConfig {
                 "stdin" => next.stdin = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "etc" => next.force_etc = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "root" => next.root = parse_root(value).ok_or(err(n, "bad root"))?,
+                "ephemeral" => next.ephemeral = parse_flag(value).ok_or(err(n, "bad flag"))?,
                 "health" => next.health = Some(parse_health(value).ok_or(err(n, "bad health"))?),
                 _ => return Err(err(n, "unknown key")),
             }
@@ -483,6 +493,7 @@ mod tests {
                 fstype: "ext4".into(),
                 readonly: true,
             },
+            ephemeral: true,
             health: Some(Health {
                 argv: vec!["sh".into(), "-c".into(), "test -e /a b".into()],
                 interval_ms: 5000,
@@ -527,6 +538,7 @@ mod tests {
             ("oci2vm-config 1\nrlimit bogus 1 1\n", 2),
             ("oci2vm-config 1\nstopsignal 0\n", 2),
             ("oci2vm-config 1\ninit yes\n", 2),
+            ("oci2vm-config 1\nephemeral yes\n", 2),
             ("oci2vm-config 1\nroot vda ext4 rw\n", 2),
             ("oci2vm-config 1\narg bad\\q\n", 2),
         ];
@@ -559,7 +571,7 @@ mod tests {
                 any::<Option<[u8; 4]>>(),
                 any::<bool>(),
             ),
-            (1i32..=64, any::<[bool; 5]>()),
+            (1i32..=64, any::<[bool; 6]>()),
         )
             .prop_map(|(argv, env, (workdir, user, hostname), net, (sig, f))| {
                 let mut c = GuestConfig::default();
@@ -585,6 +597,7 @@ mod tests {
                 c.stdin = f[2];
                 c.force_etc = f[3];
                 c.root.readonly = f[4];
+                c.ephemeral = f[5];
                 c
             })
     }
@@ -602,7 +615,7 @@ mod tests {
         }
 
         #[test]
-        fn parser_never_panics_on_known_keys(k in "(arg|env|network|dns|mount|rlimit|root|stopsignal)", v in ".{0,40}") {
+        fn parser_never_panics_on_known_keys(k in "(arg|env|network|dns|mount|rlimit|root|ephemeral|stopsignal)", v in ".{0,40}") {
             let _ = GuestConfig::parse(&format!("{HEADER}\n{k} {v}\n"));
         }
     }

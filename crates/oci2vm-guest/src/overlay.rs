@@ -150,6 +150,29 @@ impl Overlay {
         self.push("etc", flag(on))
     }
 
+    /// The root disk's writes are discarded when the VM stops (attached copy-on-write): the
+    /// init skips flushing it at power-off.
+    pub fn ephemeral(&mut self, on: bool) -> &mut Self {
+        self.push("ephemeral", flag(on))
+    }
+
+    /// Appends these lines to `doc`, a document from [`Overlay::render`] (an empty `doc`
+    /// gets the header), so later lines override earlier ones.
+    pub fn append_to(&self, doc: &str) -> String {
+        if doc.is_empty() {
+            return self.render();
+        }
+        let mut s = doc.to_string();
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+        for l in &self.lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+
     /// The document.
     pub fn render(&self) -> String {
         let mut s = String::from(HEADER);
@@ -206,6 +229,22 @@ mod tests {
             assert!(d.apply(&doc).is_err(), "{bad}");
         }
         assert_eq!(d.winsize, None);
+    }
+
+    #[test]
+    fn ephemeral_appends_to_a_rendered_overlay() {
+        let doc = Overlay::new().argv(&["true".into()]).render();
+        let both = Overlay::new().ephemeral(true).append_to(&doc);
+        let c = GuestConfig::parse(&both).expect("parses");
+        assert!(c.ephemeral);
+        assert_eq!(c.argv, vec!["true"]);
+        // an empty document gets the header; without the key the root is flushed as before
+        assert!(
+            GuestConfig::parse(&Overlay::new().ephemeral(true).append_to(""))
+                .expect("alone")
+                .ephemeral
+        );
+        assert!(!GuestConfig::parse(&doc).expect("plain").ephemeral);
     }
 
     #[test]

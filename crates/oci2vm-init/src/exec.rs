@@ -117,9 +117,62 @@ pub fn path_of(env: &[String]) -> &str {
         .unwrap_or(DEFAULT_PATH)
 }
 
+/// The program interpreter (`PT_INTERP`, e.g. `/lib64/ld-linux-x86-64.so.2`) named in the
+/// first bytes of an ELF64 little-endian executable; `None` for static binaries, scripts,
+/// other formats, or an interpreter path beyond `head`.
+pub fn elf_interpreter(head: &[u8]) -> Option<String> {
+    if head.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let num = |off: usize, n: usize| -> Option<usize> {
+        let b = head.get(off..off.checked_add(n)?)?;
+        usize::try_from(b.iter().rev().fold(0u64, |a, &x| (a << 8) | u64::from(x))).ok()
+    };
+    let (phoff, phentsize, phnum) = (num(0x20, 8)?, num(0x36, 2)?, num(0x38, 2)?);
+    (0..phnum).find_map(|i| {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if num(ph, 4)? != 3 {
+            return None; // not PT_INTERP
+        }
+        let (off, len) = (num(ph + 8, 8)?, num(ph + 0x20, 8)?);
+        let raw = head.get(off..off.checked_add(len)?)?;
+        let path = raw.split(|&b| b == 0).next()?;
+        (!path.is_empty()).then(|| String::from_utf8_lossy(path).into_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A minimal ELF64 header with one program header of type `ptype` pointing at `interp`.
+    fn elf(ptype: u8, interp: &[u8]) -> Vec<u8> {
+        let mut e = vec![0u8; 0x40 + 0x38];
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        e[0x20] = 0x40; // e_phoff
+        e[0x36] = 0x38; // e_phentsize
+        e[0x38] = 1; // e_phnum
+        e[0x40] = ptype;
+        let off = e.len();
+        e[0x48] = off as u8; // p_offset
+        e[0x60] = interp.len() as u8; // p_filesz
+        e.extend_from_slice(interp);
+        e
+    }
+
+    #[test]
+    fn elf_interpreter_of_dynamic_static_and_other_files() {
+        assert_eq!(
+            elf_interpreter(&elf(3, b"/lib64/ld-linux-x86-64.so.2\0")).as_deref(),
+            Some("/lib64/ld-linux-x86-64.so.2")
+        );
+        assert_eq!(elf_interpreter(&elf(1, b"/x\0")), None, "PT_LOAD only");
+        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
+        assert_eq!(elf_interpreter(b"\x7fELF\x02\x01"), None, "truncated");
+        let mut far = elf(3, b"/lib/ld.so\0");
+        far.truncate(far.len() - 4);
+        assert_eq!(elf_interpreter(&far), None, "interpreter beyond the head");
+    }
 
     fn fs(p: &str) -> FileCheck {
         match p {

@@ -14,12 +14,12 @@ pub fn netmask(prefix: u8) -> [u8; 4] {
     bits.to_be_bytes()
 }
 
-/// Brings lo up (127.0.0.1/8) and, when configured, eth0 with its address and default route.
-/// `wait_eth0` polls for the interface to appear (the driver probes asynchronously).
+/// Brings lo up and, when configured, eth0 with its address and default route. The kernel
+/// gives lo 127.0.0.1/8 (and ::1) itself when it goes up (`inetdev_event`, NETDEV_UP on a
+/// loopback device), so lo needs no address ioctls. `wait_eth0` waits for the interface to
+/// appear (the driver probes asynchronously).
 pub fn configure(net: &Network, wait_eth0: impl Fn() -> bool) -> io::Result<()> {
     let sock = sys::inet_socket()?;
-    sys::set_if_addr(&sock, "lo", [127, 0, 0, 1], netmask(8))
-        .map_err(|e| io::Error::new(e.kind(), format!("lo address: {e}")))?;
     sys::set_if_up(&sock, "lo").map_err(|e| io::Error::new(e.kind(), format!("lo up: {e}")))?;
     let Network::Static {
         addr,

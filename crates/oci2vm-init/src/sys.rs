@@ -400,3 +400,62 @@ pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
     // SAFETY: TIOCSCTTY takes an int argument (0: do not steal), no pointers.
     check(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(drop)
 }
+
+/// A non-blocking NETLINK_KOBJECT_UEVENT socket bound to the kernel's broadcast group: it
+/// becomes readable whenever a device is added, changed or removed.
+pub fn uevent_socket() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_KOBJECT_UEVENT,
+        )
+    })?;
+    // SAFETY: `fd` is new and owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; zero is a valid bit pattern.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = 1; // the kernel's uevent multicast group
+    let len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_nl of `len` bytes for the duration of the call.
+    check(unsafe { libc::bind(sock.as_raw_fd(), (&raw const addr).cast(), len) })?;
+    Ok(sock)
+}
+
+/// Reads and discards what is queued on a non-blocking socket.
+pub fn drain(sock: &OwnedFd) {
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: the pointer and length describe `buf`.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        // ENOBUFS: the queue overran and events were lost (callers probe again anyway);
+        // EAGAIN or anything else: nothing more to read
+        let overrun = n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS);
+        if n <= 0 && !overrun {
+            return;
+        }
+    }
+}
+
+/// syncfs(2) on the filesystem holding `path`.
+pub fn syncfs(path: &str) -> io::Result<()> {
+    let f = std::fs::File::open(path)?;
+    // SAFETY: no pointers; `f` is an open descriptor.
+    check(unsafe { libc::syncfs(f.as_raw_fd()) }).map(drop)
+}
+
+/// posix_fadvise(POSIX_FADV_WILLNEED) on `len` bytes at `offset`: the kernel starts reading
+/// them into the page cache and returns without waiting for the reads.
+pub fn will_need(f: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    let (off, len) = (
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+    );
+    // SAFETY: no pointers; `f` is an open descriptor.
+    match unsafe { libc::posix_fadvise(f.as_raw_fd(), off, len, libc::POSIX_FADV_WILLNEED) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}

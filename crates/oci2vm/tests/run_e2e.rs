@@ -456,3 +456,82 @@ fn q35_with_virtio_pci_and_network() {
         "{r:?}"
     );
 }
+
+/// `sha256sum FILE`'s digest.
+fn digest(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_writable_root_is_flushed_and_clean_after_power_off() {
+    let Some(env) = env() else { return };
+    if !have("debugfs") || !have("e2fsck") {
+        skip("e2fsprogs missing");
+        return;
+    }
+    let _g = serial();
+    let disk = make_disk(env, "persist", &busybox_config());
+    let mut o = Overlay::new();
+    o.argv(&v(&["sh", "-c", "echo kept > /persist.txt"]));
+    let r = boot(&spec(env, &disk, &o), b"");
+    assert_eq!(r.status, 0, "{r:?}");
+    let cat = std::process::Command::new("debugfs")
+        .args(["-R", "cat /persist.txt"])
+        .arg(&disk)
+        .output()
+        .expect("debugfs");
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "kept\n");
+    let fsck = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&disk)
+        .output()
+        .expect("e2fsck");
+    assert!(
+        fsck.status.success(),
+        "unclean after power-off: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+}
+
+#[test]
+fn a_snapshot_root_is_left_untouched() {
+    let Some(env) = env() else { return };
+    let _g = serial();
+    let disk = make_disk(env, "snapshot", &busybox_config());
+    let before = digest(&disk);
+    let mut o = Overlay::new();
+    o.argv(&v(&[
+        "sh",
+        "-c",
+        "echo gone > /scratch.txt; cat /scratch.txt",
+    ]));
+    let mut s = spec(env, &disk, &o);
+    s.root_snapshot = true;
+    let r = boot(&s, b"");
+    assert_eq!((r.status, r.stdout.as_str()), (0, "gone\n"), "{r:?}");
+    assert_eq!(digest(&disk), before, "the cached disk changed");
+}
+
+#[test]
+fn entropy_device_loads_virtio_rng() {
+    let Some(env) = env() else { return };
+    let _g = serial();
+    let disk = make_disk(env, "rng", &busybox_config());
+    let mut o = Overlay::new();
+    o.argv(&v(&["cat", "/sys/class/misc/hw_random/rng_current"]));
+    let mut s = spec(env, &disk, &o);
+    s.entropy = true;
+    let r = boot(&s, b"");
+    assert_eq!((r.status, r.stdout.trim()), (0, "virtio_rng.0"), "{r:?}");
+    s.entropy = false;
+    let r = boot(&s, b"");
+    assert_eq!((r.status, r.stdout.trim()), (0, "none"), "{r:?}");
+}

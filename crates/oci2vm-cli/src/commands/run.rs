@@ -335,14 +335,8 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
     if a.tty {
         o.tty(true, vmm::terminal::size());
     }
-    let assets = oci2vm::guest::prepare(
-        a.kernel.as_deref(),
-        a.modules.as_deref(),
-        None,
-        &cache_dir(),
-    )
-    .map_err(oci2vm::Error::from)?;
-    let mut spec = VmSpec::new(assets.kernel, assets.initramfs, root.disk);
+    // kernel and initramfs come last: the initramfs carries the modules this spec needs
+    let mut spec = VmSpec::new(PathBuf::new(), PathBuf::new(), root.disk);
     spec.root_snapshot = root.snapshot;
     if let Some(sig) = root.runtime.as_ref().and_then(|r| r.stop_signal.as_deref()) {
         spec.stop_signal = signal_number(sig).unwrap_or(spec.stop_signal);
@@ -370,6 +364,16 @@ pub fn run(ctx: &Context, a: &RunArgs, verbose: u8) -> Result<i32> {
         "q35" => Machine::Q35,
         m => bail!("--machine {m}: expected microvm or q35"),
     };
+    let assets = oci2vm::guest::prepare(
+        a.kernel.as_deref(),
+        a.modules.as_deref(),
+        None,
+        &cache_dir(),
+        &spec.initramfs_plan(),
+    )
+    .map_err(oci2vm::Error::from)?;
+    spec.kernel = assets.kernel;
+    spec.initramfs = assets.initramfs;
     // -it on a terminal: raw until the run ends (the guard restores it on every path)
     let raw = if a.tty && a.interactive {
         vmm::terminal::RawMode::enter()

@@ -329,6 +329,8 @@ pub fn build(
         opts.modules.as_deref(),
         opts.init.as_deref(),
         &opts.cache_dir,
+        // any VMM, any config: every module group, compressed (the file is copied around)
+        &crate::guest::InitramfsPlan::all(),
     )?;
     let files = AssetFiles::default();
     let copy = |from: &Path, name: &str| -> Result<()> {

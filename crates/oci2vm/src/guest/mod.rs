@@ -9,6 +9,8 @@ pub mod initramfs;
 pub mod kernel;
 pub mod modules;
 
+pub use initramfs::{Compression, InitramfsPlan};
+
 use std::path::{Path, PathBuf};
 
 /// Errors preparing guest assets.
@@ -84,7 +86,7 @@ pub struct GuestAssets {
     pub kernel: PathBuf,
     /// The kernel release.
     pub kernel_version: String,
-    /// The cached initramfs (gzip cpio).
+    /// The cached initramfs (cpio, gzip-compressed or not as planned).
     pub initramfs: PathBuf,
 }
 
@@ -147,12 +149,14 @@ pub fn is_static_elf(path: &Path) -> bool {
     })
 }
 
-/// Discovers the kernel and its modules, and builds (or reuses) the initramfs in `cache_dir`.
+/// Discovers the kernel and its modules, and builds (or reuses) the initramfs `plan`
+/// describes in `cache_dir`.
 pub fn prepare(
     kernel: Option<&Path>,
     modules: Option<&Path>,
     init: Option<&Path>,
     cache_dir: &Path,
+    plan: &InitramfsPlan,
 ) -> Result<GuestAssets, GuestError> {
     let k = kernel::discover(
         kernel,
@@ -178,6 +182,7 @@ pub fn prepare(
         &key_paths,
         || modules::resolve(&mod_dir, &modules::REQUIRED, &modules::OPTIONAL),
         cache_dir,
+        plan,
     )?;
     Ok(GuestAssets {
         kernel: k.image,

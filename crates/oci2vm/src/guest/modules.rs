@@ -25,15 +25,19 @@ use std::path::{Path, PathBuf};
 /// Modules the guest cannot boot without (unless built in); group `core`.
 pub const REQUIRED: [&str; 4] = ["virtio_mmio", "virtio_blk", "virtio_console", "ext4"];
 /// Modules shipped when present, with the group that tells the init when to load them:
-/// `core` always, `pci` when the guest has a PCI bus (q35), `net` when eth0 is configured,
-/// `fs` when volumes are mounted. Loading only what a run needs keeps boots short.
+/// `pci` when the guest has a PCI bus (q35), `rng` when it has a virtio entropy device, `net`
+/// when eth0 is configured, `fs` when volumes are mounted. Loading only what a run needs keeps
+/// boots short.
 pub const OPTIONAL: [(&str, &str); 5] = [
-    ("virtio_rng", "core"),
+    ("virtio_rng", "rng"),
     ("virtio_pci", "pci"),
     ("virtio_net", "net"),
     ("fuse", "fs"),
     ("virtiofs", "fs"),
 ];
+
+/// Every group, in the order the init loads them (`core` first and always).
+pub const GROUPS: [&str; 5] = ["core", "pci", "rng", "net", "fs"];
 
 /// Canonical module name: file stem without `.ko*`, `-` replaced by `_`.
 pub fn canonical(name: &str) -> String {
@@ -128,9 +132,12 @@ pub struct ModuleFile {
     pub path: PathBuf,
     /// Decompressed ELF image.
     pub image: Vec<u8>,
-    /// When the init loads it (`core`, `pci`, `net`, `fs`); a dependency shared by several
-    /// groups belongs to the first that needs it (required modules come first, so `core`).
-    pub group: &'static str,
+    /// The groups that need it (see [`GROUPS`]): its own and those of every module that
+    /// depends on it, so a group loads whole whichever others are loaded; just `core` when
+    /// core needs it (core is always loaded first).
+    pub groups: Vec<&'static str>,
+    /// Canonical names of the modules it depends on (`depends=`; built-ins excluded).
+    pub depends: Vec<String>,
 }
 
 fn walk(dir: &Path, out: &mut BTreeMap<String, PathBuf>) {
@@ -152,7 +159,7 @@ fn walk(dir: &Path, out: &mut BTreeMap<String, PathBuf>) {
 
 /// Resolves `required` and `optional` modules plus their dependencies from `dir`, in load
 /// order (dependencies first). Built-in modules are skipped; a required module that is neither
-/// built in nor found is an error.
+/// built in nor found is an error. Each module records the groups that need it.
 pub fn resolve(
     dir: &Path,
     required: &[&str],
@@ -168,7 +175,8 @@ pub fn resolve(
     walk(dir, &mut files);
     let mut order: Vec<ModuleFile> = Vec::new();
     let mut seen = BTreeSet::new();
-    // Depth-first, dependencies before dependants; `stack` guards against cycles.
+    // Depth-first, dependencies before dependants; `seen` guards against cycles. Returns
+    // whether `name` is shipped (false: built in, or an optional module that is absent).
     fn visit(
         name: &str,
         files: &BTreeMap<String, PathBuf>,
@@ -176,17 +184,19 @@ pub fn resolve(
         seen: &mut BTreeSet<String>,
         order: &mut Vec<ModuleFile>,
         required: bool,
-        group: &'static str,
-    ) -> Result<(), GuestError> {
+    ) -> Result<bool, GuestError> {
         let name = canonical(name);
-        if builtin.contains(&name) || !seen.insert(name.clone()) {
-            return Ok(());
+        if builtin.contains(&name) {
+            return Ok(false);
+        }
+        if !seen.insert(name.clone()) {
+            return Ok(order.iter().any(|m| m.name == name));
         }
         let Some(path) = files.get(&name) else {
             return if required {
                 Err(GuestError::ModuleMissing { name })
             } else {
-                Ok(())
+                Ok(false)
             };
         };
         let image = read_module(path)?;
@@ -194,24 +204,52 @@ pub fn resolve(
             path: path.clone(),
             reason: "not an ELF64 module".into(),
         })?;
+        let mut depends = Vec::new();
         for deps in info.iter().filter_map(|kv| kv.strip_prefix("depends=")) {
             for d in deps.split(',').filter(|d| !d.is_empty()) {
-                visit(d, files, builtin, seen, order, true, group)?;
+                if visit(d, files, builtin, seen, order, true)? {
+                    depends.push(canonical(d));
+                }
             }
         }
         order.push(ModuleFile {
             name,
             path: path.clone(),
             image,
-            group,
+            groups: Vec::new(),
+            depends,
         });
-        Ok(())
+        Ok(true)
     }
+    let mut roots: Vec<(String, &'static str)> = Vec::new();
     for r in required {
-        visit(r, &files, &builtin, &mut seen, &mut order, true, "core")?;
+        if visit(r, &files, &builtin, &mut seen, &mut order, true)? {
+            roots.push((canonical(r), "core"));
+        }
     }
     for (o, group) in optional {
-        visit(o, &files, &builtin, &mut seen, &mut order, false, group)?;
+        if visit(o, &files, &builtin, &mut seen, &mut order, false)? {
+            roots.push((canonical(o), group));
+        }
+    }
+    // Each root marks itself and everything it needs with its group.
+    for (root, group) in roots {
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            let Some(m) = order.iter_mut().find(|m| m.name == n) else {
+                continue;
+            };
+            if !m.groups.contains(&group) {
+                m.groups.push(group);
+                stack.extend(m.depends.iter().cloned());
+            }
+        }
+    }
+    for m in &mut order {
+        if m.groups.contains(&"core") {
+            m.groups = vec!["core"];
+        }
+        m.groups.sort_by_key(|g| GROUPS.iter().position(|x| x == g));
     }
     Ok(order)
 }
@@ -264,15 +302,22 @@ mod tests {
         let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
         let pos = |n: &str| names.iter().position(|x| *x == n).unwrap_or(usize::MAX);
         assert!(!names.contains(&"ext4"), "ext4 is built in: {names:?}");
-        let group = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.group);
+        let groups = |n: &str| m.iter().find(|x| x.name == n).map(|x| x.groups.clone());
         assert_eq!(
             (
-                group("virtio"),
-                group("net_failover"),
-                group("fuse"),
-                group("virtio_pci_modern_dev")
+                groups("virtio"),
+                groups("net_failover"),
+                groups("fuse"),
+                groups("virtio_pci_modern_dev"),
+                groups("virtio_rng"),
             ),
-            (Some("core"), Some("net"), Some("fs"), Some("pci"))
+            (
+                Some(vec!["core"]),
+                Some(vec!["net"]),
+                Some(vec!["fs"]),
+                Some(vec!["pci"]),
+                Some(vec!["rng"])
+            )
         );
         for (dep, user) in [
             ("virtio_ring", "virtio"),
@@ -298,6 +343,74 @@ mod tests {
                 assert!(pos(&n) < pos("virtio_net"), "{n}");
             }
         }
+    }
+
+    /// A relocatable ELF64 whose only content is a `.modinfo` section with `depends=DEPS`.
+    fn fake_module(deps: &str) -> Vec<u8> {
+        let shstr = b"\0.shstrtab\0.modinfo\0";
+        let info = format!("license=GPL\0depends={deps}\0");
+        let mut e = vec![0u8; 64];
+        e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let shstr_off = e.len();
+        e.extend_from_slice(shstr);
+        let info_off = e.len();
+        e.extend_from_slice(info.as_bytes());
+        let shoff = e.len();
+        e[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        e[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        e[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        e[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
+        let header = |name: u32, off: usize, size: usize| {
+            let mut h = vec![0u8; 64];
+            h[..4].copy_from_slice(&name.to_le_bytes());
+            h[0x18..0x20].copy_from_slice(&(off as u64).to_le_bytes());
+            h[0x20..0x28].copy_from_slice(&(size as u64).to_le_bytes());
+            h
+        };
+        e.extend(header(0, 0, 0));
+        e.extend(header(1, shstr_off, shstr.len()));
+        e.extend(header(11, info_off, info.len()));
+        e
+    }
+
+    #[test]
+    fn a_dependency_shared_by_optional_groups_is_in_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, deps) in [
+            ("blk", "ring"),
+            ("ring", ""),
+            ("shared", ""),
+            ("net", "shared,ring"),
+            ("fsmod", "shared"),
+        ] {
+            fs::write(dir.path().join(format!("{name}.ko")), fake_module(deps)).expect("write");
+        }
+        fs::write(
+            dir.path().join("modules.builtin"),
+            "kernel/fs/ext4/ext4.ko\n",
+        )
+        .expect("w");
+        let m = resolve(
+            dir.path(),
+            &["blk", "ext4"],
+            &[("net", "net"), ("fsmod", "fs")],
+        )
+        .expect("resolve");
+        let got: Vec<(&str, Vec<&str>)> = m
+            .iter()
+            .map(|m| (m.name.as_str(), m.groups.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ring", vec!["core"]),
+                ("blk", vec!["core"]),
+                ("shared", vec!["net", "fs"]),
+                ("net", vec!["net"]),
+                ("fsmod", vec!["fs"]),
+            ]
+        );
+        assert_eq!(m[3].depends, vec!["shared", "ring"]);
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub struct VmSpec {
     pub network: Option<Vec<PortForward>>,
     /// Shared directories.
     pub volumes: Vec<Volume>,
+    /// Attach a virtio entropy device (virtio-rng). Default: only when the host CPU has no
+    /// RDRAND; with it (and always under TCG's `-cpu max`) the guest kernel seeds its CRNG
+    /// from RDRAND at boot, and the device would only cost a module load and a probe.
+    pub entropy: bool,
     /// Forward our stdin.
     pub stdin: bool,
     /// The workload has a terminal (`-t`): forward our terminal's size changes to it.
@@ -123,7 +127,8 @@ pub struct VmSpec {
 
 impl VmSpec {
     /// A spec with defaults: microvm, 512 MiB, 1 vCPU, no network, stop signal SIGTERM with a
-    /// 10 s grace period (Docker's), auto acceleration.
+    /// 10 s grace period (Docker's), auto acceleration, an entropy device only when the host
+    /// CPU lacks RDRAND.
     pub fn new(kernel: PathBuf, initramfs: PathBuf, root_disk: PathBuf) -> Self {
         VmSpec {
             qemu: "qemu-system-x86_64".into(),
@@ -138,6 +143,7 @@ impl VmSpec {
             cpus: 1,
             network: None,
             volumes: Vec::new(),
+            entropy: !qemu::host_has_rdrand(),
             stdin: false,
             tty: false,
             stop_signal: 15,
@@ -151,6 +157,18 @@ impl VmSpec {
             catch_signals: false,
             state_dir: None,
         }
+    }
+
+    /// The initramfs this spec boots fastest with: uncompressed, with the module groups its
+    /// devices and config can need (PCI transport on q35, virtio-rng with an entropy device,
+    /// virtio-net with a network, virtiofs with volumes).
+    pub fn initramfs_plan(&self) -> crate::guest::InitramfsPlan {
+        crate::guest::InitramfsPlan::for_run(
+            self.machine == Machine::Q35,
+            self.entropy,
+            self.network.is_some(),
+            !self.volumes.is_empty(),
+        )
     }
 }
 

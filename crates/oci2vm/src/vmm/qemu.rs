@@ -1,14 +1,16 @@
 //! The QEMU command line for a [`VmSpec`](super::VmSpec).
 //!
 //! ```text
-//! qemu-system-x86_64 -M microvm[,memory-backend=mem] -accel tcg|kvm -cpu max|host -m MiB -smp N
+//! qemu-system-x86_64 -M microvm[,memory-backend=mem] -accel tcg|kvm -cpu max,-erms|host -m MiB -smp N
 //!   -nodefaults -no-user-config -no-reboot -display none [-global virtio-mmio.force-legacy=false]
 //!   -kernel bzImage -initrd initramfs -append "console=ttyS0 panic=-1 [quiet] tsc_early_khz=K oci2vm.*"
 //!   -chardev file,id=kl,path=LOG,append=on -serial chardev:kl        kernel log
 //!   -drive file=ROOT,format=raw,if=none,id=root[,readonly=on] -device virtio-blk-device,drive=root
-//!   -device virtio-serial-device
+//!   -device virtio-serial-device,max_ports=4|5                       (the ports below + port 0)
 //!   -chardev socket,id=ctl,path=S -device virtserialport,chardev=ctl,name=oci2vm.ctl   (+stdout,
 //!                                                                   stderr, stdin with -i)
+//!   -device virtio-rng-device                                        (only when the host CPU
+//!                                                                     has no RDRAND)
 //!   -netdev user,id=n0[,hostfwd=tcp:127.0.0.1:H-:G] -device virtio-net-device,netdev=n0
 //!   -object memory-backend-memfd,id=mem,size=MiB,share=on            (only with volumes)
 //!   -chardev socket,id=fsN,path=S -device vhost-user-fs-device,chardev=fsN,tag=TAG
@@ -17,6 +19,17 @@
 //! microvm (virtio-mmio, ACPI on) is the default: it boots fastest under TCG. The Debian cloud
 //! kernel finds virtio-mmio devices only through ACPI, and microvm under TCG needs
 //! `tsc_early_khz=` (no HPET/PM timer to calibrate against). q35 uses the `-pci` devices.
+//!
+//! `-cpu max,-erms` under TCG: with ERMS ("enhanced REP MOVSB/STOSB") advertised, the guest
+//! kernel's memset/memcpy/clear_page (and glibc's for large sizes) use byte-granular
+//! `rep stosb`/`rep movsb`, which TCG emulates one byte per iteration; without it they use
+//! `rep stosq`/`movsq` (the kernel's REP_GOOD path) and vector loops. Zeroing every
+//! allocation (the Debian kernel has `init_on_alloc` on) made this the largest single cost of
+//! a TCG boot: ~150 ms of ours, ~100 ms of a bare busybox boot (bench/README.md).
+//!
+//! `max_ports`: QEMU's default of 31 makes the guest's virtio_console set up 64 port queues
+//! (two per possible port) at probe; sized to the ports we attach (port 0 stays reserved for a
+//! console), the module's probe took ~11 ms less under TCG (bench/README.md).
 
 use super::{Accel, Machine, VmSpec};
 use std::path::{Path, PathBuf};
@@ -63,6 +76,19 @@ pub fn host_tsc_khz() -> Option<u64> {
     (1.0..1e9).contains(&khz).then_some(khz as u64)
 }
 
+/// The guest CPU model under TCG (see the module docs for why ERMS is off).
+pub const TCG_CPU: &str = "max,-erms";
+
+/// True when the host CPU has RDRAND (`/proc/cpuinfo` flags); KVM's `-cpu host` passes it
+/// through and TCG's `-cpu max` always emulates it.
+pub fn host_has_rdrand() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|f| f == "rdrand"))
+    })
+}
+
 /// The kernel command line: the guest's own ([`oci2vm_guest::CmdlineArgs::kernel_cmdline`],
 /// shared with the `oci2vm assets` configs) plus `tsc_early_khz=` on microvm.
 pub fn kernel_cmdline(
@@ -96,7 +122,7 @@ pub fn args(spec: &VmSpec, paths: &RunPaths, accel: Accel, cmdline: &str) -> Vec
     };
     let (accel_s, cpu) = match accel {
         Accel::Kvm => ("kvm", "host"),
-        Accel::Tcg => ("tcg", "max"),
+        Accel::Tcg => ("tcg", TCG_CPU),
     };
     let mem = format!("{}M", spec.memory_mib);
     push(&["-M", &machine, "-accel", accel_s, "-cpu", cpu, "-m", &mem]);
@@ -140,7 +166,6 @@ pub fn args(spec: &VmSpec, paths: &RunPaths, accel: Accel, cmdline: &str) -> Vec
         ),
     ]);
     push(&["-device", &format!("{},drive=root", dev("virtio-blk"))]);
-    push(&["-device", &dev("virtio-serial")]);
     let mut ports = vec![
         ("ctl", &paths.ctl, oci2vm_guest::PORT_CONTROL),
         ("out", &paths.stdout, oci2vm_guest::PORT_STDOUT),
@@ -149,6 +174,9 @@ pub fn args(spec: &VmSpec, paths: &RunPaths, accel: Accel, cmdline: &str) -> Vec
     if let Some(s) = &paths.stdin {
         ports.push(("in", s, oci2vm_guest::PORT_STDIN));
     }
+    // port numbers start at 1 (0 is reserved for a console port)
+    let serial = format!("{},max_ports={}", dev("virtio-serial"), ports.len() + 1);
+    push(&["-device", &serial]);
     for (id, path, name) in ports {
         push(&["-chardev", &format!("socket,id={id},path={}", p(path))]);
         push(&[
@@ -156,7 +184,9 @@ pub fn args(spec: &VmSpec, paths: &RunPaths, accel: Accel, cmdline: &str) -> Vec
             &format!("virtserialport,chardev={id},name={name}"),
         ]);
     }
-    push(&["-device", &dev("virtio-rng")]);
+    if spec.entropy {
+        push(&["-device", &dev("virtio-rng")]);
+    }
     if let Some(fwd) = &spec.network {
         let mut nd = "user,id=n0".to_string();
         for f in fwd {
@@ -215,15 +245,60 @@ mod tests {
         let a = args(&s, &paths(), Accel::Tcg, "console=ttyS0");
         let j = a.join(" ");
         assert!(
-            j.starts_with("-M microvm -accel tcg -cpu max -m 512M -smp 1 "),
+            j.starts_with("-M microvm -accel tcg -cpu max,-erms -m 512M -smp 1 "),
             "{j}"
         );
         assert!(j.contains("file=/r,,oot.ext4,format=raw"), "{j}");
         assert!(j.contains("-device virtio-blk-device,drive=root"));
         assert!(j.contains("-global virtio-mmio.force-legacy=false"));
         assert!(j.contains("virtserialport,chardev=ctl,name=oci2vm.ctl"));
+        assert!(
+            j.contains("-device virtio-serial-device,max_ports=4 "),
+            "{j}"
+        );
         assert!(!j.contains("netdev"), "no network unless asked: {j}");
         assert!(!j.contains("in,path"), "no stdin port without -i");
+    }
+
+    #[test]
+    fn stdin_port_and_entropy_device() {
+        let mut s = spec();
+        s.stdin = true;
+        s.entropy = false;
+        let mut p = paths();
+        p.stdin = Some("/run/in".into());
+        let j = args(&s, &p, Accel::Tcg, "x").join(" ");
+        assert!(
+            j.contains("-device virtio-serial-device,max_ports=5 "),
+            "{j}"
+        );
+        assert!(j.contains("name=oci2vm.stdin"), "{j}");
+        assert!(!j.contains("virtio-rng"), "{j}");
+        s.entropy = true;
+        let j = args(&s, &p, Accel::Tcg, "x").join(" ");
+        assert!(j.ends_with("-device virtio-rng-device"), "{j}");
+    }
+
+    #[test]
+    fn initramfs_plan_follows_the_devices() {
+        let mut s = spec();
+        s.entropy = false;
+        assert_eq!(s.initramfs_plan().groups, vec!["core"]);
+        assert_eq!(
+            s.initramfs_plan().compression,
+            crate::guest::Compression::None
+        );
+        s.machine = Machine::Q35;
+        s.entropy = true;
+        s.network = Some(Vec::new());
+        s.volumes = vec![Volume {
+            host: "/h".into(),
+            tag: "vol0".into(),
+        }];
+        assert_eq!(
+            s.initramfs_plan().groups,
+            vec!["core", "pci", "rng", "net", "fs"]
+        );
     }
 
     #[test]
@@ -263,6 +338,15 @@ mod tests {
         assert_eq!(
             kernel_cmdline(&s, &args, Some(1)),
             "console=ttyS0 panic=-1 oci2vm.debug=1"
+        );
+    }
+
+    #[test]
+    fn boot_bench_baselines_use_the_same_cpu() {
+        let bench = include_str!("../../../../bench/boot.sh");
+        assert!(
+            bench.contains(&format!("-cpu {TCG_CPU} ")),
+            "bench/boot.sh must boot its baselines with -cpu {TCG_CPU}"
         );
     }
 

@@ -5,7 +5,7 @@ use super::qemu::{self, RunPaths};
 use super::{Accel, KernelLog, LaunchError, RunOutcome, VmSpec, sys};
 use crate::guest::initramfs::override_segment;
 use oci2vm_guest::cmdline::MAX_INLINE_CONFIG;
-use oci2vm_guest::{CmdlineArgs, ConfigSource, Control, Event};
+use oci2vm_guest::{CmdlineArgs, ConfigSource, Control, Event, Overlay};
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -270,22 +270,26 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
     let mut reaper = Reaper(Vec::new());
 
     // Config override: on the command line when short, else appended to a copy of the initramfs.
+    // A copy-on-write root is discarded at exit: the init need not flush it before power-off.
+    let overlay = if spec.root_snapshot {
+        Overlay::new().ephemeral(true).append_to(&spec.overlay)
+    } else {
+        spec.overlay.clone()
+    };
     let mut initramfs = spec.initramfs.clone();
     let mut args = CmdlineArgs {
         debug: spec.debug,
         ..Default::default()
     };
-    if !spec.overlay.is_empty() {
-        if oci2vm_guest::codec::b64_encode(spec.overlay.as_bytes()).len() <= MAX_INLINE_CONFIG {
-            args.config = Some(ConfigSource::Inline(spec.overlay.clone()));
+    if !overlay.is_empty() {
+        if oci2vm_guest::codec::b64_encode(overlay.as_bytes()).len() <= MAX_INLINE_CONFIG {
+            args.config = Some(ConfigSource::Inline(overlay.clone()));
         } else {
-            let copy = dir.0.join("initramfs.cpio.gz");
+            let copy = dir.0.join("initramfs.cpio");
             let mut bytes = fs::read(&spec.initramfs).map_err(io(&spec.initramfs))?;
-            bytes.extend_from_slice(&override_segment(&spec.overlay).map_err(|e| {
-                LaunchError::Io {
-                    path: copy.clone(),
-                    source: std::io::Error::other(e),
-                }
+            bytes.extend_from_slice(&override_segment(&overlay).map_err(|e| LaunchError::Io {
+                path: copy.clone(),
+                source: std::io::Error::other(e),
             })?);
             fs::write(&copy, bytes).map_err(io(&copy))?;
             initramfs = copy;
@@ -338,6 +342,8 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
             program: spec.qemu.display().to_string(),
             source: e,
         })?;
+    // Readable the moment QEMU exits, so the loop below wakes at once instead of on its tick.
+    let exited = sys::pidfd_open(qemu.id());
 
     let mut events: Vec<(Instant, Event)> = Vec::new();
     let mut stop_sent: Option<Instant> = None;
@@ -380,7 +386,12 @@ fn attempt(spec: &VmSpec, accel: Accel, rio: RunIo) -> Result<RunOutcome, Attemp
             timed_out = overdue;
             let _ = qemu.kill();
         }
-        std::thread::sleep(Duration::from_millis(5));
+        match &exited {
+            Some(fd) => {
+                sys::wait_readable(fd, Duration::from_millis(5));
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
     };
     let have_final = events
         .iter()

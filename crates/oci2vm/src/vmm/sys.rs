@@ -1,8 +1,10 @@
-//! The launcher's only `unsafe`: probing KVM and catching SIGINT/SIGTERM.
+//! The launcher's only `unsafe`: probing KVM, catching SIGINT/SIGTERM, and waiting for QEMU
+//! through a pidfd.
 #![allow(unsafe_code)]
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
 
 /// `KVM_CREATE_VM` = `_IO(KVMIO, 0x01)`, KVMIO = 0xAE (linux/kvm.h).
 const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
@@ -93,4 +95,27 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+/// A pidfd for `pid` (pidfd_open(2), Linux 5.3): it becomes readable when the process exits.
+/// `None` when the kernel has no pidfds (callers fall back to sleeping).
+pub fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: no pointers; returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits up to `timeout` for `fd` to become readable (for a pidfd: the process exited).
+pub fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
 }

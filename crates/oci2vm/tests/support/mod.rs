@@ -28,7 +28,7 @@ pub fn skip(reason: &str) -> bool {
     true
 }
 
-fn have(tool: &str) -> bool {
+pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
@@ -89,8 +89,15 @@ pub fn env() -> Option<&'static Env> {
         let _ = std::fs::remove_dir_all(scratch.join("rootfs"));
         std::fs::create_dir_all(&scratch).expect("scratch");
         let init = workspace().join("target/x86_64-unknown-linux-gnu/release/oci2vm-init");
-        let assets = guest::prepare(Some(&kernel()), None, Some(&init), &scratch.join("cache"))
-            .expect("prepare");
+        // every module group: the tests boot with and without network and volumes
+        let assets = guest::prepare(
+            Some(&kernel()),
+            None,
+            Some(&init),
+            &scratch.join("cache"),
+            &guest::InitramfsPlan::all(),
+        )
+        .expect("prepare");
         let rootfs = scratch.join("rootfs");
         let out = Command::new("umoci")
             .args([
