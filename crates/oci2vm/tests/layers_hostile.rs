@@ -750,5 +750,8 @@ fn streamed_layers_report_the_lowest_failing_layer() {
     )
     .unwrap_err();
     let msg = chain(&e);
-    assert!(msg.contains(&d0), "layer 0 is the lowest failing layer: {msg}");
+    assert!(
+        msg.contains(&d0),
+        "layer 0 is the lowest failing layer: {msg}"
+    );
 }
