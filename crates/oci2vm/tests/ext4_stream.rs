@@ -240,6 +240,44 @@ fn a_long_symlink_moves_an_automatic_image_to_4k_blocks() {
     assert!(leftovers(tmp.path()).is_empty());
 }
 
+/// Regression (found by `fuzz/fuzz_targets/ext4_layers.rs`): a file whose first data block
+/// is its logical block N, placed right after a file whose last run ended at logical block N,
+/// was merged into that file's run; it read back as zeros and the other file's extent grew.
+#[test]
+fn file_starting_with_a_hole_after_a_one_block_file() {
+    if !tool("e2fsck") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for bs in [1024u32, 4096] {
+        let b = bs as usize;
+        let mut holed = vec![0u8; 2 * b];
+        holed[b + 500] = 1;
+        let layer = Tar::new()
+            .file("a", "x")
+            .entry(
+                {
+                    let mut h = common::Hdr::new(b'0', "b");
+                    h.size = holed.len() as u64;
+                    h
+                },
+                &holed,
+            )
+            .end();
+        let opts = Ext4Options {
+            block_size: Some(bs),
+            ..Ext4Options::default()
+        };
+        let out = tmp.path().join(format!("holed-{bs}.ext4"));
+        let (fx, _) = streamed(std::slice::from_ref(&layer), &out, &opts);
+        fsck(&out);
+        compare_with_ext4_view(&out, &fx);
+        let fs = ext4_view::Ext4::load_from_path(&out).unwrap();
+        assert!(fs.read("/b").unwrap() == holed, "{bs}: /b differs");
+        assert_eq!(fs.read("/a").unwrap(), b"x");
+    }
+}
+
 /// Real images through the streamed path: the multi-layer fixtures (real whiteouts, opaque
 /// directories, hard links across layers) and Debian, checked against the spooled tree of the
 /// same layers.

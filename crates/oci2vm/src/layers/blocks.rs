@@ -139,6 +139,8 @@ pub struct BlockSink {
     pending_start: u64,
     /// The current file's partial block.
     partial: Vec<u8>,
+    /// Index in `map.runs` of the current file's first run (runs before it are other files').
+    file_runs: usize,
 }
 
 impl BlockSink {
@@ -170,6 +172,7 @@ impl BlockSink {
             pending: Vec::with_capacity(FLUSH),
             pending_start: first,
             partial: Vec::with_capacity(block_size as usize),
+            file_runs: 0,
         }
     }
 
@@ -182,6 +185,7 @@ impl BlockSink {
     pub fn place(&mut self, data: &mut dyn DataSource) -> Result<ContentRef, SinkError> {
         let index = self.map.files.len() as u64;
         let first_run = self.map.runs.len() as u32;
+        self.file_runs = self.map.runs.len();
         let mut w = FileWriter {
             sink: self,
             logical: 0,
@@ -241,7 +245,9 @@ impl BlockSink {
             physical
         );
         self.map.end += 1;
-        push_run(&mut self.map.runs, this, physical);
+        if let Some(run) = push_run(&mut self.map.runs[self.file_runs..], this, physical) {
+            self.map.runs.push(run);
+        }
         self.pending.extend_from_slice(block);
         Ok(())
     }
@@ -271,22 +277,24 @@ impl ApplySink for BlockSink {
     }
 }
 
-/// Appends a block to the run list, extending the last run when both logically and
-/// physically contiguous.
-fn push_run(runs: &mut Vec<Run>, logical: u32, start: u64) {
+/// Adds a block to the current file's runs (`runs`, none of another file's): extends the last
+/// run when both logically and physically contiguous, else returns the new run to append.
+/// (A file whose data starts after a hole at logical block N may follow a file whose last run
+/// ends at logical N just before it: contiguous both ways, but not the same file.)
+fn push_run(runs: &mut [Run], logical: u32, start: u64) -> Option<Run> {
     if let Some(last) = runs.last_mut()
         && last.logical + last.len == logical
         && last.start + u64::from(last.len) == start
         && last.len < u32::MAX
     {
         last.len += 1;
-        return;
+        return None;
     }
-    runs.push(Run {
+    Some(Run {
         logical,
         start,
         len: 1,
-    });
+    })
 }
 
 fn is_zero(block: &[u8]) -> bool {
@@ -438,5 +446,37 @@ mod tests {
             err,
             SinkError::Entry(EntryError::OutputFull { limit: 8192 })
         ));
+    }
+
+    #[test]
+    fn a_file_starting_with_a_hole_keeps_its_run_after_a_one_block_file() {
+        // `a` ends at logical block 1, physical p; `b`'s first data block is its logical
+        // block 1, placed at p + 1: contiguous both ways, but another file's run.
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        let mut sink = BlockSink::new(file, 1024, 10, None, 1);
+        let a = b"x".to_vec();
+        let mut b = vec![0u8; 2048];
+        b[1500] = 1;
+        let ca = sink.place(&mut Bytes(a.clone())).unwrap();
+        let cb = sink.place(&mut Bytes(b.clone())).unwrap();
+        let map = sink.finish().unwrap();
+        assert_eq!(
+            map.runs_of(0),
+            [Run {
+                logical: 0,
+                start: 10,
+                len: 1
+            }]
+        );
+        assert_eq!(
+            map.runs_of(1),
+            [Run {
+                logical: 1,
+                start: 11,
+                len: 1
+            }]
+        );
+        assert_eq!(read_all(&map, &ca), a);
+        assert!(read_all(&map, &cb) == b, "b read back differs");
     }
 }
