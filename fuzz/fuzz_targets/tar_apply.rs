@@ -2,6 +2,8 @@
 //! accepted tree must flatten to a tar that re-reads to the same entries.
 #![no_main]
 
+mod threads;
+
 use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
@@ -23,13 +25,17 @@ fn inputs(parts: &[&[u8]]) -> Vec<LayerInput<Box<dyn Read + Send>>> {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let _settle = threads::Settle::new();
     // byte 0: layer count (1-3); bytes 1-4: split points
     if data.len() < 5 {
         return;
     }
     let n = usize::from(data[0] % 3) + 1;
     let body = &data[5..];
-    let mut cuts: Vec<usize> = data[1..n].iter().map(|&b| usize::from(b) * body.len() / 256).collect();
+    let mut cuts: Vec<usize> = data[1..n]
+        .iter()
+        .map(|&b| usize::from(b) * body.len() / 256)
+        .collect();
     cuts.sort_unstable();
     let mut parts = Vec::new();
     let mut start = 0;
@@ -41,9 +47,12 @@ fuzz_target!(|data: &[u8]| {
     let mut opts = ApplyOptions::default();
     opts.limits.total_bytes = 64 << 20;
     let dir = tempfile::tempdir().expect("temp dir");
-    let Ok((tree, spool, _)) = build_tree(inputs(&parts), &opts, dir.path()) else { return };
+    let Ok((tree, spool, _)) = build_tree(inputs(&parts), &opts, dir.path()) else {
+        return;
+    };
     let mut out = Vec::new();
     fs::tar::write(&tree, &spool, &mut out).expect("flatten an accepted tree");
-    let (again, _, _) = build_tree(inputs(&[&out]), &opts, dir.path()).expect("re-read our own tar");
+    let (again, _, _) =
+        build_tree(inputs(&[&out]), &opts, dir.path()).expect("re-read our own tar");
     assert_eq!(again.len(), tree.len());
 });
