@@ -7,7 +7,8 @@
 #        IMAGE debian-layered: Debian minbase in four layers with dead data in the top one,
 #        made by bench/make-layered.sh from the rootfs fixture
 #        OCI2VM=/path/to/oci2vm bench/convert.sh   (time another build, e.g. a baseline)
-# prints per command: median wall seconds, median cpu seconds (user+sys), max peak RSS (MiB);
+# prints per command: median wall seconds (min-max), median cpu seconds (user+sys), max peak
+# RSS (MiB), the commands interleaved round by round;
 # then the allocated size (du) of each image against content + 3% + 8 MiB, and e2fsck status.
 # "cold store": a fresh store each run (blobs copied and verified, then converted);
 # "warm store": the layers are already in the store (pull verifies, the reader re-verifies).
@@ -41,41 +42,55 @@ fi
 L=$W/layout
 mdig=$(jq -r '.manifests[0].digest' "$L/index.json")
 mapfile -t BLOBS < <(jq -r '.layers[].digest' "$L/blobs/sha256/${mdig#sha256:}" | sed "s|sha256:|$L/blobs/sha256/|")
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cpus; median of $RUNS runs (nice)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cpus; median (min-max) of $RUNS interleaved rounds (nice)"
 echo "image $NAME: ${#BLOBS[@]} layer(s), $(cat "${BLOBS[@]}" | wc -c) compressed bytes"
 
-# run LABEL PREP CMD...: PREP (a shell snippet) runs untimed before each run
-run() {
-	local label=$1 prep=$2; shift 2
-	: >"$W/runs.txt"
-	for _ in $(seq "$RUNS"); do
-		sh -c "$prep"
-		t0=$(date +%s%N)
-		nice /usr/bin/time -v -o "$W/time.txt" "$@" >/dev/null 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
-		t1=$(date +%s%N)
-		# wall from the shell's clock (ns; time -v rounds to 10 ms), cpu and RSS from time -v
-		awk -F': ' -v w="$(( (t1 - t0) / 1000 ))" '
-			/User time|System time/ {c+=$2}
-			/Maximum resident set size/ {r=$2}
-			END {print w / 1e6, c, r}' "$W/time.txt" >>"$W/runs.txt"
-	done
-	read -r wall cpu rss < <(sort -n "$W/runs.txt" | awk '{w[NR]=$1; c[NR]=$2; if ($3>r) r=$3} END {m=int((NR+1)/2); print w[m], c[m], r}')
-	printf '%-42s %8.4f s wall %7.3f s cpu %7.1f MiB peak RSS\n' "$label" "$wall" "$cpu" "$(awk "BEGIN{print $rss/1024}")"
-	LAST_WALL=$wall
+# once KEY PREP CMD...: one timed run; PREP (a shell snippet) runs untimed before it. Appends
+# "wall cpu rss" to $W/KEY.runs (wall from the shell's clock in ns, since time -v rounds to
+# 10 ms; cpu and peak RSS from time -v).
+once() {
+	local key=$1 prep=$2; shift 2
+	sh -c "$prep"
+	t0=$(date +%s%N)
+	nice /usr/bin/time -v -o "$W/time.txt" "$@" >/dev/null 2>"$W/err.txt" || { cat "$W/err.txt" >&2; exit 1; }
+	t1=$(date +%s%N)
+	awk -F': ' -v w="$(( (t1 - t0) / 1000 ))" '
+		/User time|System time/ {c+=$2}
+		/Maximum resident set size/ {r=$2}
+		END {print w / 1e6, c, r}' "$W/time.txt" >>"$W/$key.runs"
 }
-run_named() { local var=$1; shift; run "$@"; eval "T_$var=\$LAST_WALL"; }
+# report KEY LABEL: median wall and cpu, max RSS, min..max wall; sets T_KEY to the median
+report() {
+	local key=$1 label=$2 wall cpu rss lo hi
+	read -r wall cpu rss lo hi < <(sort -n "$W/$key.runs" | awk '{w[NR]=$1; c[NR]=$2; if ($3>r) r=$3}
+		END {m=int((NR+1)/2); print w[m], c[m], r, w[1], w[NR]}')
+	printf '%-40s %7.4f s wall (%.3f-%.3f) %6.3f s cpu %6.1f MiB peak RSS\n' "$label" "$wall" "$lo" "$hi" \
+		"$cpu" "$(awk "BEGIN{print $rss/1024}")"
+	eval "T_$key=\$wall"
+}
 
 CONVERT=("$OCI2VM" convert --store "$W/store" "oci:$L:latest" --format ext4 -o "$W/ours.ext4")
 export TMPDIR=$W
-run_named cold "oci2vm convert --format ext4 (cold store)" "rm -rf '$W/store' '$W/ours.ext4'" "${CONVERT[@]}"
-run_named warm "oci2vm convert --format ext4 (warm store)" "rm -f '$W/ours.ext4'" "${CONVERT[@]}"
+"${CONVERT[@]}" >/dev/null 2>&1 # size of our image, for the peer's mke2fs
 SIZE=$(stat -c %s "$W/ours.ext4")
-run_named peer "umoci raw unpack + mke2fs -t ext4 -d" "rm -rf '$W/unpack' '$W/peer.ext4'" \
-	sh -c 'umoci raw unpack --image "$1:latest" "$2/unpack" && mke2fs -q -F -t ext4 -d "$2/unpack" "$2/peer.ext4" "$3"k' \
-	sh "$L" "$W" "$((SIZE / 1024))"
-run_named ceiling "ceiling: flate2/zlib-rs inflate" ":" "$INFLATE" --serial "${BLOBS[@]}"
+PEER=(sh -c 'umoci raw unpack --image "$1:latest" "$2/unpack" && mke2fs -q -F -t ext4 -d "$2/unpack" "$2/peer.ext4" "$3"k'
+	sh "$L" "$W" "$((SIZE / 1024))")
+# rounds interleave the commands, so drift in the machine's speed (a shared host) hits all alike
+for _ in $(seq "$RUNS"); do
+	once cold "rm -rf '$W/store' '$W/ours.ext4'" "${CONVERT[@]}"
+	once warm "rm -f '$W/ours.ext4'" "${CONVERT[@]}"
+	once peer "rm -rf '$W/unpack' '$W/peer.ext4'" "${PEER[@]}"
+	once ceiling ":" "$INFLATE" --serial "${BLOBS[@]}"
+	if [ "${#BLOBS[@]}" -gt 1 ]; then
+		once pceiling ":" "$INFLATE" "${BLOBS[@]}"
+	fi
+done
+report cold "oci2vm convert --format ext4 (cold store)"
+report warm "oci2vm convert --format ext4 (warm store)"
+report peer "umoci raw unpack + mke2fs -t ext4 -d"
+report ceiling "ceiling: flate2/zlib-rs inflate"
 if [ "${#BLOBS[@]}" -gt 1 ]; then
-	run_named pceiling "  (layers inflated in parallel)" ":" "$INFLATE" "${BLOBS[@]}"
+	report pceiling "  (layers inflated in parallel)"
 fi
 
 # content: regular-file bytes of the unpacked tree, hard links counted once

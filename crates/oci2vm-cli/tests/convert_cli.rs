@@ -397,3 +397,58 @@ fn a_full_disk_is_an_io_error_and_leaves_nothing() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// A layer blob corrupted in the source itself (not in the store): streamed while it is
+/// stored, it is refused as a digest mismatch, nothing is stored or written, and the image is
+/// not named in the store.
+#[test]
+fn a_corrupt_source_layer_is_a_digest_mismatch_and_is_not_stored() {
+    let Some(fx) = fixtures() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let cp = Std::new("cp")
+        .arg("-a")
+        .arg(fx.join("oci/busybox"))
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&m["sha256:".len()..])).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let blob = layout.join("blobs/sha256").join(&layer["sha256:".len()..]);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let n = bytes.len();
+    bytes[n - 20] ^= 0x01; // in the deflate data's tail: inflates, then fails the digest
+    std::fs::write(&blob, &bytes).unwrap();
+    let source = format!("oci:{}:latest", layout.display());
+    let store = tmp.path().join("store");
+    for format in ["ext4", "tar"] {
+        let out = tmp.path().join(format!("bb.{format}"));
+        let run = oci2vm(&store)
+            .args(["convert", &source, "-f", format, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(5), "{format}: {err}");
+        assert!(!out.exists(), "{format}");
+        assert!(
+            !store
+                .join("blobs/sha256")
+                .join(&layer["sha256:".len()..])
+                .exists(),
+            "{format}: a corrupt blob was stored"
+        );
+        let images = oci2vm(&store).arg("images").output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&images.stdout).contains(&layout.display().to_string()),
+            "{format}: the image was named without its layers"
+        );
+    }
+}

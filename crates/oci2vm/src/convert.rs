@@ -13,7 +13,7 @@
 //! leaves nothing at the output path.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::assets;
@@ -29,7 +29,7 @@ use crate::layers::spool::{Segment, Spool};
 use crate::layers::tree::{Inode, InodeKind, Timestamp, Tree};
 use crate::layers::{ApplyOptions, BlobInput, LayerInput, Report};
 use crate::reference::Reference;
-use crate::source::{self, RemoteFetcher, SourceOptions};
+use crate::source::{self, ReadingPull, RemoteFetcher, SourceOptions};
 use crate::store::Store;
 
 /// Errors of the orchestration itself (each stage reports its own).
@@ -118,8 +118,17 @@ pub fn flatten(
     opts: &FlattenOptions,
     remote: Option<&dyn RemoteFetcher>,
 ) -> Result<Flattened> {
-    let pulled = source::pull_for_reading(reference, store, &opts.source, remote)?;
-    let image = pulled.image;
+    let mut pull = source::pull_for_reading(reference, store, &opts.source, remote)?;
+    let layers = open_layers(store, &mut pull)?;
+    flatten_pulled(store, pull, layers, opts)
+}
+
+fn flatten_pulled(
+    store: &Store,
+    pull: ReadingPull,
+    layers: Layers,
+    opts: &FlattenOptions,
+) -> Result<Flattened> {
     let scratch_parent = opts.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
     let scratch = tempfile::Builder::new()
         .prefix("oci2vm-spool-")
@@ -128,9 +137,10 @@ pub fn flatten(
             path: scratch_parent.clone(),
             source,
         })?;
-    let inputs = layer_inputs(store, &image)?;
-    let (tree, spool, report) = crate::layers::build_tree(inputs, &opts.apply, scratch.path())
-        .map_err(|e| recheck_blobs(store, &image, e.into()))?;
+    let (tree, spool, report) =
+        crate::layers::build_tree(layers.inputs, &opts.apply, scratch.path())
+            .map_err(|e| recheck_blobs(store, &pull.image, &layers.in_store, e.into()))?;
+    let image = pull.finish(store)?.image;
     Ok(Flattened {
         image,
         tree,
@@ -167,15 +177,15 @@ pub fn flatten_to_ext4(
     options: impl FnOnce(&ResolvedImage) -> Ext4Options,
     prepare: impl FnOnce(&mut Flattened) -> Result<()>,
 ) -> Result<(Flattened, Ext4Report)> {
-    let pulled = source::pull_for_reading(reference, store, &opts.source, remote)?;
-    let image = pulled.image;
-    let ext4 = options(&image);
-    let target = Ext4Image::create(out, &ext4, expected_content(&image))?;
-    let inputs = layer_inputs(store, &image)?;
+    let mut pull = source::pull_for_reading(reference, store, &opts.source, remote)?;
+    let ext4 = options(&pull.image);
+    let target = Ext4Image::create(out, &ext4, expected_content(&pull.image))?;
+    let layers = open_layers(store, &mut pull)?;
     let mut spool = Spool::new();
     let mut sink = target.sink(1);
-    let (tree, report) = crate::layers::build_streamed(inputs, &opts.apply, &mut sink)
-        .map_err(|e| recheck_blobs(store, &image, e.into()))?;
+    let (tree, report) = crate::layers::build_streamed(layers.inputs, &opts.apply, &mut sink)
+        .map_err(|e| recheck_blobs(store, &pull.image, &layers.in_store, e.into()))?;
+    let image = pull.finish(store)?.image;
     let segment = spool.add_segment(Segment::Blocks(sink.finish()?));
     debug_assert_eq!(segment, 1);
     let mut flat = Flattened {
@@ -190,12 +200,18 @@ pub fn flatten_to_ext4(
     Ok((flat, written))
 }
 
-/// After the layers of `image` failed to apply: when a stored layer blob turns out to be
-/// corrupt (it was not hashed before reading, see [`source::pull_for_reading`]), that is the
-/// error to report, and the blob is gone from the store so the next run fetches it again;
-/// otherwise the image itself is bad and `err` stands.
-fn recheck_blobs(store: &Store, image: &ResolvedImage, err: crate::Error) -> crate::Error {
-    for layer in &image.layers {
+/// After the layers of `image` failed to apply: when a layer blob that was in the store turns
+/// out to be corrupt (it was not hashed before reading, see [`source::pull_for_reading`]),
+/// that is the error to report, and the blob is gone from the store so the next run fetches it
+/// again; a layer streamed from its source that did not match its digest is a digest mismatch
+/// too (and was not stored); otherwise the image itself is bad and `err` stands.
+fn recheck_blobs(
+    store: &Store,
+    image: &ResolvedImage,
+    in_store: &[bool],
+    err: crate::Error,
+) -> crate::Error {
+    for (layer, _) in image.layers.iter().zip(in_store).filter(|(_, s)| **s) {
         match store.verify_blob(&layer.digest, layer.size) {
             Ok(true) => {}
             Ok(false) => {
@@ -212,7 +228,25 @@ fn recheck_blobs(store: &Store, image: &ResolvedImage, err: crate::Error) -> cra
             }
         }
     }
+    if err.kind() != ErrorKind::DigestMismatch && has_digest_error(&err) {
+        return crate::Error::new(ErrorKind::DigestMismatch, err);
+    }
     err
+}
+
+/// Whether a [`crate::digest::DigestError`] is in the chain of `e` (also inside `io::Error`s).
+fn has_digest_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.downcast_ref::<crate::digest::DigestError>().is_some()
+            || e.downcast_ref::<io::Error>()
+                .is_some_and(|io| crate::digest::digest_error_of(io).is_some())
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// A stored layer blob did not hash to its digest.
@@ -224,21 +258,45 @@ struct CorruptBlob {
     source: crate::Error,
 }
 
-/// The store blobs of `image`'s layers, bottom first.
-fn layer_inputs(store: &Store, image: &ResolvedImage) -> Result<Vec<BlobInput>> {
-    let mut inputs: Vec<BlobInput> = Vec::with_capacity(image.layers.len());
-    for layer in &image.layers {
-        let blob = store.open_blob(&layer.digest, layer.size)?;
-        inputs.push(LayerInput {
+/// The layers of a pull, ready to read, bottom first.
+struct Layers {
+    inputs: Vec<BlobInput>,
+    /// Whether each layer was read from the store (else from its source, stored on the way).
+    in_store: Vec<bool>,
+}
+
+/// Opens every layer of `pull`: from the store, or from its source while it is stored.
+fn open_layers(store: &Store, pull: &mut ReadingPull) -> Result<Layers> {
+    let n = pull.image.layers.len();
+    let mut layers = Layers {
+        inputs: Vec::with_capacity(n),
+        in_store: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        let stream = pull.take_stream(i);
+        let in_store = stream.is_none();
+        let layer = &pull.image.layers[i];
+        // the layer engine hashes the uncompressed stream against the DiffID, which the
+        // verified config names: that proves a stored blob unchanged, so its compressed bytes
+        // are not hashed again (after a failure, recheck_blobs tells a corrupt blob); a blob
+        // read from its source is hashed by the store as it is written
+        let reader: Box<dyn Read + Send> = match stream {
+            Some(r) => Box::new(BufReader::with_capacity(1 << 20, r)),
+            None => Box::new(BufReader::with_capacity(
+                1 << 20,
+                store.open_layer_blob(&layer.digest, layer.size)?,
+            )),
+        };
+        layers.in_store.push(in_store);
+        layers.inputs.push(LayerInput {
             digest: layer.digest.clone(),
             diff_id: Some(layer.diff_id.clone()),
             media_type: layer.media_type.clone(),
-            reader: Box::new(BufReader::with_capacity(1 << 20, blob)),
-            // the store's reader re-verifies the compressed digest; DiffIDs are still checked
+            reader,
             verify_digest: false,
         });
     }
-    Ok(inputs)
+    Ok(layers)
 }
 
 /// Pulls `reference` into `store` and writes its flattened tar to the file `out` (temporary
@@ -251,21 +309,20 @@ pub fn flatten_to_tar(
     remote: Option<&dyn RemoteFetcher>,
     out: &Path,
 ) -> Result<(Report, TarStats)> {
-    let pulled = source::pull_for_reading(reference, store, &opts.source, remote)?;
-    let image = pulled.image;
-    let mut inputs = layer_inputs(store, &image)?;
-    if inputs.len() == 1
-        && let Some(layer) = inputs.pop()
+    let mut pull = source::pull_for_reading(reference, store, &opts.source, remote)?;
+    let mut layers = open_layers(store, &mut pull)?;
+    if layers.inputs.len() == 1
+        && let Some(layer) = layers.inputs.pop()
     {
         let mut spool = Spool::new();
         let mut stream = TarStream::create(out, &mut spool)?;
         let (tree, report) = crate::layers::build_single(layer, &opts.apply, &mut stream)
-            .map_err(|e| recheck_blobs(store, &image, e.into()))?;
+            .map_err(|e| recheck_blobs(store, &pull.image, &layers.in_store, e.into()))?;
+        pull.finish(store)?;
         let stats = stream.finish(&tree, &spool)?;
         return Ok((report, stats));
     }
-    drop(inputs);
-    let flat = flatten(reference, store, opts, remote)?;
+    let flat = flatten_pulled(store, pull, layers, opts)?;
     let stats = crate::fs::tar::write_to(&flat.tree, &flat.spool, out)?;
     Ok((flat.report, stats))
 }

@@ -240,4 +240,9 @@ impl ImageSource for LegacyArchive {
         bar.finish_and_clear();
         Ok(res?)
     }
+
+    fn stream_blob(&self, digest: &Digest, _size: u64) -> Result<Option<Box<dyn Read + Send>>> {
+        let (offset, len) = self.index.lookup(self.member_of(digest)?)?;
+        Ok(Some(Box::new(self.index.reader(offset, len)?)))
+    }
 }

@@ -82,7 +82,7 @@ impl Files {
         }
     }
 
-    fn open_blob(&self, digest: &Digest, source_name: &str) -> Result<Box<dyn Read + '_>> {
+    fn open_blob(&self, digest: &Digest, source_name: &str) -> Result<Box<dyn Read + Send>> {
         let missing = || SourceError::MissingBlob {
             source_name: source_name.to_string(),
             digest: digest.clone(),
@@ -293,5 +293,9 @@ impl ImageSource for LayoutSource {
         let res = store.put_blob(digest, size, &mut bar.wrap_read(r));
         bar.finish_and_clear();
         Ok(res?)
+    }
+
+    fn stream_blob(&self, digest: &Digest, _size: u64) -> Result<Option<Box<dyn Read + Send>>> {
+        self.files.open_blob(digest, &self.name).map(Some)
     }
 }

@@ -175,6 +175,11 @@ pub(crate) trait ImageSource {
     fn read_small(&self, digest: &Digest, size: u64, media_type: &str) -> Result<Vec<u8>>;
     /// Copies a blob into the store (which verifies it).
     fn copy_blob(&self, digest: &Digest, size: u64, store: &Store, progress: bool) -> Result<()>;
+    /// The raw bytes of a blob as a stream, when the source can give them without staging
+    /// (local files); the caller verifies them. `None`: use [`ImageSource::copy_blob`].
+    fn stream_blob(&self, _digest: &Digest, _size: u64) -> Result<Option<Box<dyn Read + Send>>> {
+        Ok(None)
+    }
 }
 
 /// Reads all of `reader`, which must hold exactly `size` bytes hashing to `digest`.
@@ -373,33 +378,101 @@ pub fn pull(
     opts: &SourceOptions,
     remote: Option<&dyn RemoteFetcher>,
 ) -> Result<PulledImage> {
-    pull_with(reference, store, opts, remote, true)
+    pull_with(reference, store, opts, remote)
 }
 
-/// [`pull`] for a caller that reads every layer next: a layer already in the store with the
-/// right size is not hashed here but while it is read ([`Store::open_blob`] verifies as it
-/// goes, on the reader's own thread), so the check runs beside the decompression instead of
-/// before it. When reading fails, the caller asks [`Store::verify_blob`] whether the stored
-/// blob was corrupt (which removes it) before reporting the image as bad.
+/// A pull for a caller that reads every layer next (see [`pull_for_reading`]): manifest and
+/// config are in the store; layers already there are not hashed again (the caller verifies
+/// each layer's DiffID as it reads it); a layer a local source can stream is stored while the
+/// caller reads it ([`Store::storing_reader`]), one pass over the source for both. The image
+/// is named in the store by [`ReadingPull::finish`], once every layer is there.
+#[derive(Debug)]
+pub struct ReadingPull {
+    /// The resolved image.
+    pub image: ResolvedImage,
+    name: String,
+    streams: Vec<Option<crate::store::StoringReader>>,
+    copied: usize,
+    _gc: crate::store::StoreLock,
+}
+
+impl ReadingPull {
+    /// The reader of layer `i` that stores it on the way, when it was not in the store and its
+    /// source streams it; `None`: the layer is in the store.
+    pub fn take_stream(&mut self, i: usize) -> Option<crate::store::StoringReader> {
+        self.streams.get_mut(i).and_then(Option::take)
+    }
+
+    /// Records the image in `index.json` once all its layers are in the store.
+    pub fn finish(self, store: &Store) -> Result<PulledImage> {
+        for layer in &self.image.layers {
+            if !store.has_blob(&layer.digest, layer.size) {
+                return Err(crate::store::StoreError::Missing {
+                    digest: layer.digest.clone(),
+                }
+                .into());
+            }
+        }
+        let entry = store_entry(store, &self.image, &self.name)?;
+        store.add_image_ref(&entry)?;
+        let copied =
+            self.copied + self.streams.len() - self.streams.iter().filter(|s| s.is_some()).count();
+        tracing::info!(name = %self.name, digest = %self.image.manifest_digest, copied, "pulled");
+        Ok(PulledImage {
+            image: self.image,
+            name: self.name,
+            blobs_copied: copied,
+        })
+    }
+}
+
+/// Resolves `reference` and prepares to read every layer: manifest and config go into the
+/// store (verified); a layer already in the store with the right size is not hashed here, since
+/// the reader checks the layer's DiffID (when reading fails, [`Store::verify_blob`] tells a
+/// corrupt stored blob, and removes it, from a bad image); a missing layer is streamed from a
+/// local source and stored while it is read, or copied first from a registry.
 pub fn pull_for_reading(
     reference: &Reference,
     store: &Store,
     opts: &SourceOptions,
     remote: Option<&dyn RemoteFetcher>,
-) -> Result<PulledImage> {
-    pull_with(reference, store, opts, remote, false)
-}
-
-fn pull_with(
-    reference: &Reference,
-    store: &Store,
-    opts: &SourceOptions,
-    remote: Option<&dyn RemoteFetcher>,
-    hash_present: bool,
-) -> Result<PulledImage> {
+) -> Result<ReadingPull> {
     let source = open(reference, remote)?;
     let image = resolve_source(&*source, reference, opts)?;
-    let _gc = store.writer_lock()?;
+    let gc = store.writer_lock()?;
+    let mut copied = put_documents(store, &image)?;
+    let mut streams = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        if store.has_blob(&layer.digest, layer.size) {
+            streams.push(None);
+            continue;
+        }
+        match source.stream_blob(&layer.digest, layer.size)? {
+            Some(src) => {
+                streams.push(Some(store.storing_reader(
+                    &layer.digest,
+                    layer.size,
+                    src,
+                )?));
+            }
+            None => {
+                source.copy_blob(&layer.digest, layer.size, store, opts.progress)?;
+                copied += 1;
+                streams.push(None);
+            }
+        }
+    }
+    Ok(ReadingPull {
+        name: reference.store_name(),
+        image,
+        streams,
+        copied,
+        _gc: gc,
+    })
+}
+
+/// Stores manifest and config (verified) unless present; returns how many were copied.
+fn put_documents(store: &Store, image: &ResolvedImage) -> Result<usize> {
     let mut copied = 0;
     for (digest, bytes) in [
         (&image.manifest_digest, &image.manifest_bytes),
@@ -410,13 +483,21 @@ fn pull_with(
             copied += 1;
         }
     }
+    Ok(copied)
+}
+
+fn pull_with(
+    reference: &Reference,
+    store: &Store,
+    opts: &SourceOptions,
+    remote: Option<&dyn RemoteFetcher>,
+) -> Result<PulledImage> {
+    let source = open(reference, remote)?;
+    let image = resolve_source(&*source, reference, opts)?;
+    let _gc = store.writer_lock()?;
+    let mut copied = put_documents(store, &image)?;
     for layer in &image.layers {
-        let present = if hash_present {
-            store.verify_blob(&layer.digest, layer.size)?
-        } else {
-            store.has_blob(&layer.digest, layer.size)
-        };
-        if present {
+        if store.verify_blob(&layer.digest, layer.size)? {
             tracing::debug!(digest = %layer.digest, "layer already in the store");
             continue;
         }

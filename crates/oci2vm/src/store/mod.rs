@@ -275,6 +275,15 @@ impl Store {
     /// Opens a blob for reading; the reader checks size and digest as it goes and fails at
     /// the end on a mismatch (removing the corrupt blob).
     pub fn open_blob(&self, digest: &Digest, size: u64) -> Result<BlobReader, StoreError> {
+        self.open_blob_as(digest, size, true)
+    }
+
+    fn open_blob_as(
+        &self,
+        digest: &Digest,
+        size: u64,
+        verify: bool,
+    ) -> Result<BlobReader, StoreError> {
         let path = self.blob_path(digest);
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -302,16 +311,43 @@ impl Store {
             });
         }
         let id = FileId::of(&meta);
-        let hashed = self
-            .verified
-            .lock()
-            .is_ok_and(|v| v.iter().any(|(d, f)| d == digest && *f == id));
+        let hashed = !verify
+            || self
+                .verified
+                .lock()
+                .is_ok_and(|v| v.iter().any(|(d, f)| d == digest && *f == id));
         let inner = if hashed {
             BlobInner::Hashed(file)
         } else {
             BlobInner::Verifying(Box::new(VerifyingReader::new(file, digest.clone(), size)))
         };
         Ok(BlobReader { inner, path })
+    }
+
+    /// Opens a layer blob whose content the caller verifies another way: the layer engine
+    /// hashes the uncompressed stream against the image's DiffID, which the verified config
+    /// names, so a changed blob cannot go unnoticed and hashing its compressed bytes again would
+    /// only cost time. The size is checked here. After a failed read, [`Store::verify_blob`]
+    /// tells a corrupt blob (and removes it) from a bad image.
+    pub fn open_layer_blob(&self, digest: &Digest, size: u64) -> Result<BlobReader, StoreError> {
+        self.open_blob_as(digest, size, false)
+    }
+
+    /// A reader over `src` (the blob `digest` of `size` bytes from its source) that writes
+    /// what it reads into the store: when `src` ends, size and digest are checked and the blob
+    /// is moved into place (a mismatch fails the read with a [`DigestError`]); a reader dropped
+    /// before the end leaves nothing in the store. One pass over the source serves both the
+    /// store and the caller.
+    pub fn storing_reader(
+        &self,
+        digest: &Digest,
+        size: u64,
+        src: Box<dyn Read + Send>,
+    ) -> Result<StoringReader, StoreError> {
+        Ok(StoringReader {
+            src,
+            writer: Some(self.blob_writer(digest, size)?),
+        })
     }
 
     /// Reads a whole (small) blob, verified.
@@ -350,11 +386,11 @@ impl Store {
 
     /// A writer for push-style producers (a registry download): it refuses bytes beyond
     /// `size`, hashes what it gets, and [`BlobWriter::commit`] checks size and digest.
-    pub fn blob_writer(&self, digest: &Digest, size: u64) -> Result<BlobWriter<'_>, StoreError> {
+    pub fn blob_writer(&self, digest: &Digest, size: u64) -> Result<BlobWriter, StoreError> {
         let gc = self.writer_lock()?;
         let tmp = self.temp_file(digest)?;
         Ok(BlobWriter {
-            store: self,
+            store: self.clone(),
             tmp,
             digest: digest.clone(),
             size,
@@ -438,7 +474,8 @@ pub struct BlobReader {
 #[derive(Debug)]
 enum BlobInner {
     Verifying(Box<VerifyingReader<File>>),
-    /// Hashed in full by [`Store::verify_blob`] in this process, file unchanged since.
+    /// Hashed in full by [`Store::verify_blob`] in this process, file unchanged since, or
+    /// verified by the reader's caller ([`Store::open_layer_blob`]).
     Hashed(File),
 }
 
@@ -458,11 +495,55 @@ impl Read for BlobReader {
     }
 }
 
+/// Reads a blob from its source and stores it on the way (see [`Store::storing_reader`]).
+pub struct StoringReader {
+    src: Box<dyn Read + Send>,
+    writer: Option<BlobWriter>,
+}
+
+impl std::fmt::Debug for StoringReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoringReader")
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Read for StoringReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = loop {
+            match self.src.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            // the end: size and digest decide whether the blob goes into the store
+            if let Some(w) = self.writer.take() {
+                w.commit().map_err(|e| match e {
+                    StoreError::Verify { source, .. } => {
+                        io::Error::new(io::ErrorKind::InvalidData, source)
+                    }
+                    other => io::Error::other(other),
+                })?;
+            }
+            return Ok(0);
+        }
+        match self.writer.as_mut() {
+            Some(w) => w.write_all(&buf[..n])?,
+            None => {
+                return Err(io::Error::other("read past the end of a stored blob"));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// A push-style blob writer (see [`Store::blob_writer`]). Dropping it without `commit`
 /// deletes the temp file.
 #[derive(Debug)]
-pub struct BlobWriter<'s> {
-    store: &'s Store,
+pub struct BlobWriter {
+    store: Store,
     tmp: tempfile::NamedTempFile,
     digest: Digest,
     size: u64,
@@ -471,7 +552,7 @@ pub struct BlobWriter<'s> {
     _gc: StoreLock,
 }
 
-impl BlobWriter<'_> {
+impl BlobWriter {
     /// Checks size and digest and moves the blob into place.
     pub fn commit(self) -> Result<(), StoreError> {
         if self.written != self.size {
@@ -498,7 +579,7 @@ impl BlobWriter<'_> {
     }
 }
 
-impl Write for BlobWriter<'_> {
+impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written + buf.len() as u64 > self.size {
             return Err(io::Error::new(
