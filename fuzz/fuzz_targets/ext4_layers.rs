@@ -16,37 +16,25 @@
 //! accepted (slow; for replaying a corpus with `-runs=0`).
 #![no_main]
 
-mod threads;
+mod support;
+
+use support::inputs;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use ext4_view::Ext4;
 use libfuzzer_sys::fuzz_target;
-use oci2vm::Digest;
 use oci2vm::fs::ext4::{Ext4Error, Ext4Image, Ext4Options, write_ext4};
 use oci2vm::layers::spool::{Segment, Spool};
 use oci2vm::layers::tree::{InodeKind, NodeId, Tree};
-use oci2vm::layers::{ApplyOptions, BlobInput, LayerInput, build_streamed, build_tree};
+use oci2vm::layers::{ApplyOptions, build_streamed, build_tree};
 
 /// ext4-view refuses paths longer than this (`resolve.rs`).
 const VIEW_PATH_MAX: usize = 4096;
 /// ext4-view refuses path components longer than this, also in symlink targets.
 const VIEW_NAME_MAX: usize = 255;
-
-fn inputs(parts: &[Vec<u8>]) -> Vec<BlobInput> {
-    parts
-        .iter()
-        .map(|p| LayerInput {
-            digest: Digest::sha256_of(p),
-            diff_id: None,
-            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-            reader: Box::new(std::io::Cursor::new(p.clone())) as Box<dyn Read + Send>,
-            verify_digest: false,
-        })
-        .collect()
-}
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -338,7 +326,7 @@ fn fsck(image: &Path) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _settle = threads::Settle::new();
+    let _settle = support::Settle::new();
     if data.len() < 5 {
         return;
     }

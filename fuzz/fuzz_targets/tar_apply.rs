@@ -2,30 +2,16 @@
 //! accepted tree must flatten to a tar that re-reads to the same entries.
 #![no_main]
 
-mod threads;
+mod support;
 
-use std::io::Read;
+use support::inputs;
 
 use libfuzzer_sys::fuzz_target;
-use oci2vm::Digest;
 use oci2vm::fs;
-use oci2vm::layers::{ApplyOptions, LayerInput, build_tree};
-
-fn inputs(parts: &[&[u8]]) -> Vec<LayerInput<Box<dyn Read + Send>>> {
-    parts
-        .iter()
-        .map(|p| LayerInput {
-            digest: Digest::sha256_of(p),
-            diff_id: None,
-            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-            reader: Box::new(std::io::Cursor::new(p.to_vec())) as Box<dyn Read + Send>,
-            verify_digest: false,
-        })
-        .collect()
-}
+use oci2vm::layers::{ApplyOptions, build_tree};
 
 fuzz_target!(|data: &[u8]| {
-    let _settle = threads::Settle::new();
+    let _settle = support::Settle::new();
     // byte 0: layer count (1-3); bytes 1-4: split points
     if data.len() < 5 {
         return;

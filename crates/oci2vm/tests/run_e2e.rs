@@ -457,17 +457,10 @@ fn q35_with_virtio_pci_and_network() {
     );
 }
 
-/// `sha256sum FILE`'s digest.
+/// The file's sha256, hex.
 fn digest(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    let bytes = std::fs::read(path).expect("read the root disk");
+    oci2vm::Digest::sha256_of(&bytes).hex().to_string()
 }
 
 #[test]

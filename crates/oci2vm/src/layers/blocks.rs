@@ -23,8 +23,7 @@ use std::sync::Arc;
 use super::build::{DataSource, SinkError};
 use super::error::{EntryError, LayerError};
 use super::spool::ContentRef;
-use super::stream::{Applied, ApplySink};
-use super::tree::Tree;
+use super::stream::PlaceData;
 
 /// Bytes buffered before a positioned write.
 const FLUSH: usize = 1 << 20;
@@ -263,17 +262,9 @@ impl BlockSink {
     }
 }
 
-impl ApplySink for BlockSink {
-    fn applied(
-        &mut self,
-        _tree: &Tree,
-        ev: &Applied,
-        data: &mut dyn DataSource,
-    ) -> Result<Option<ContentRef>, SinkError> {
-        if ev.file.is_none() {
-            return Ok(None);
-        }
-        self.place(data).map(Some)
+impl PlaceData for BlockSink {
+    fn place_data(&mut self, data: &mut dyn DataSource) -> Result<ContentRef, SinkError> {
+        self.place(data)
     }
 }
 

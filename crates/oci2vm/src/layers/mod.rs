@@ -26,4 +26,4 @@ pub use blocks::{BlockMap, BlockSink, Run};
 pub use build::{BlobInput, DataSource, LayerInput, LayerReport, Report, SinkError, build_tree};
 pub use error::{EntryError, LayerError};
 pub use limits::Limits;
-pub use stream::{Applied, ApplySink, ScratchSink, build_single, build_streamed};
+pub use stream::{Applied, ApplySink, PlaceData, ScratchSink, build_single, build_streamed};

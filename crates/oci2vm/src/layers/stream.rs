@@ -95,7 +95,14 @@ impl ScratchSink {
     }
 }
 
-impl ApplySink for ScratchSink {
+/// A sink that only places file data (the tree's shape does not matter to it); it is an
+/// [`ApplySink`] that takes the data of every file entry.
+pub trait PlaceData {
+    /// Takes one file's data and returns where it now lives.
+    fn place_data(&mut self, data: &mut dyn DataSource) -> Result<ContentRef, SinkError>;
+}
+
+impl<T: PlaceData> ApplySink for T {
     fn applied(
         &mut self,
         _tree: &Tree,
@@ -105,7 +112,13 @@ impl ApplySink for ScratchSink {
         if ev.file.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.append(data)?))
+        self.place_data(data).map(Some)
+    }
+}
+
+impl PlaceData for ScratchSink {
+    fn place_data(&mut self, data: &mut dyn DataSource) -> Result<ContentRef, SinkError> {
+        Ok(self.append(data)?)
     }
 }
 
